@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: native (unit, integration, trybuild UI, end-to-end), then the browser
+# tests in headless Chromium when the project has them. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== native tests"
+cargo test --workspace --all-targets
+cargo test --workspace --doc
+
+if [ -d sync-runtime/tests/browser ] || ls sync-runtime/tests/web*.rs >/dev/null 2>&1; then
+  echo "== browser tests (headless Chromium)"
+  # shellcheck source=scripts/wasm-toolchain.sh
+  source scripts/wasm-toolchain.sh
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/wasm" \
+    cargo +debweb test -p sync-runtime --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+fi

@@ -1,0 +1,303 @@
+//! The context an action body or local handler runs in: its id, its timestamp, and the local
+//! data it may read and write.
+
+use crate::scope::{self, Scoped};
+use crate::store::{Record, Stamp, Write};
+use crate::{ActionId, SyncError, SyncService, Timestamp};
+use core::future::Future;
+use core::marker::PhantomData;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+thread_local! {
+    static CURRENT: RefCell<Option<ActionContext>> = const { RefCell::new(None) };
+}
+
+/// Where an action is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The first attempt, online: the server body is running.
+    Online,
+    /// Offline: the local handler is running.
+    Offline,
+    /// A queued call is being replayed: the server body is running.
+    Replay,
+}
+
+/// The action being run on this task.
+///
+/// Inside an `#[offline_action]` body or local handler, [`ActionContext::current`] returns it.
+/// Send [`id`](ActionContext::id) to the server as an idempotency key: it stays the same
+/// through every retry and replay of one call.
+///
+/// Writes made through [`collection`](ActionContext::collection) are held back and committed
+/// with the action's outcome in one store transaction: with the queued record when offline,
+/// with the cached response when online. Every write carries the action's timestamp, so
+/// last-write-wins orders them by when the user acted.
+#[derive(Clone)]
+pub struct ActionContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: SyncService,
+    id: ActionId,
+    name: &'static str,
+    timestamp: Timestamp,
+    phase: Phase,
+    writes: Mutex<Vec<Write>>,
+    queued: AtomicBool,
+}
+
+impl core::fmt::Debug for ActionContext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ActionContext")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.name)
+            .field("timestamp", &self.inner.timestamp)
+            .field("phase", &self.inner.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ActionContext {
+    pub(crate) fn new(
+        service: SyncService,
+        id: ActionId,
+        name: &'static str,
+        timestamp: Timestamp,
+        phase: Phase,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                service,
+                id,
+                name,
+                timestamp,
+                phase,
+                writes: Mutex::new(Vec::new()),
+                queued: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The action running on this task, or `None` outside an action.
+    pub fn current() -> Option<Self> {
+        scope::current(&CURRENT)
+    }
+
+    /// Runs `future` with this context as [`ActionContext::current`].
+    pub(crate) fn scope<F: Future>(self, future: F) -> Scoped<Self, F> {
+        Scoped::new(&CURRENT, self, future)
+    }
+
+    /// The call's id: the same through every retry and replay. Use it as an idempotency key.
+    pub fn id(&self) -> ActionId {
+        self.inner.id
+    }
+
+    /// The action's registered name.
+    pub fn name(&self) -> &'static str {
+        self.inner.name
+    }
+
+    /// When the user acted.
+    pub fn timestamp(&self) -> Timestamp {
+        self.inner.timestamp
+    }
+
+    /// Whether this is the first online attempt, the offline handler, or a replay.
+    pub fn phase(&self) -> Phase {
+        self.inner.phase
+    }
+
+    /// The stamp this action's writes carry.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            timestamp: self.inner.timestamp,
+            action: self.inner.id,
+        }
+    }
+
+    /// The service running this action.
+    pub fn service(&self) -> &SyncService {
+        &self.inner.service
+    }
+
+    /// A typed collection of local data, written as part of this action.
+    pub fn collection<T>(&self, name: &str) -> Collection<T> {
+        Collection {
+            name: name.to_owned(),
+            service: self.inner.service.clone(),
+            action: Some(self.clone()),
+            _type: PhantomData,
+        }
+    }
+
+    pub(crate) fn mark_queued(&self) {
+        self.inner.queued.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_marked_queued(&self) -> bool {
+        self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    fn writes(&self) -> MutexGuard<'_, Vec<Write>> {
+        self.inner
+            .writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn take_writes(&self) -> Vec<Write> {
+        core::mem::take(&mut *self.writes())
+    }
+
+    fn pending_write(&self, collection: &str, key: &str) -> Option<Option<String>> {
+        self.writes()
+            .iter()
+            .rev()
+            .find(|w| w.collection == collection && w.key == key)
+            .map(|w| w.value.clone())
+    }
+}
+
+/// A typed view of one collection of local data (JSON records keyed by string).
+///
+/// Obtained from [`ActionContext::collection`] inside an action (writes commit with the
+/// action's outcome), or from [`SyncService::collection`] outside one (writes commit at once,
+/// stamped with the current time).
+///
+/// ```
+/// # use sync_runtime::{MemoryStore, ManualConnectivity, SyncService};
+/// # futures::executor::block_on(async {
+/// let service = SyncService::builder()
+///     .store(MemoryStore::new())
+///     .connectivity(ManualConnectivity::new(true))
+///     .build()?;
+/// let notes = service.collection::<String>("notes");
+/// notes.put("a", &"first".to_owned()).await?;
+/// assert_eq!(notes.get("a").await?, Some("first".to_owned()));
+/// # Ok::<(), sync_runtime::SyncError>(())
+/// # }).unwrap();
+/// ```
+pub struct Collection<T> {
+    name: String,
+    service: SyncService,
+    action: Option<ActionContext>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> core::fmt::Debug for Collection<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Collection")
+            .field("name", &self.name)
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Collection<T> {
+    pub(crate) fn detached(service: SyncService, name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            service,
+            action: None,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Collection<T> {
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn decode(&self, key: &str, json: &str) -> Result<T, SyncError> {
+        serde_json::from_str(json).map_err(|e| {
+            SyncError::serde(format!("decode record `{key}` of collection `{}`", self.name), e)
+        })
+    }
+
+    /// Reads one record, seeing this action's own pending writes.
+    pub async fn get(&self, key: &str) -> Result<Option<T>, SyncError> {
+        if let Some(pending) = self.action.as_ref().and_then(|a| a.pending_write(&self.name, key)) {
+            return pending.map(|json| self.decode(key, &json)).transpose();
+        }
+        let record = self.service.store().get(&self.name, key).await?;
+        record
+            .and_then(|r| r.value)
+            .map(|json| self.decode(key, &json))
+            .transpose()
+    }
+
+    /// Reads every live record, ordered by key, seeing this action's own pending writes.
+    pub async fn list(&self) -> Result<Vec<(String, T)>, SyncError> {
+        let mut merged: BTreeMap<String, Option<String>> = self
+            .service
+            .store()
+            .scan(&self.name)
+            .await?
+            .into_iter()
+            .map(|(key, Record { value, .. })| (key, value))
+            .collect();
+        if let Some(action) = &self.action {
+            for write in action.writes().iter().filter(|w| w.collection == self.name) {
+                merged.insert(write.key.clone(), write.value.clone());
+            }
+        }
+        merged
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|json| (key, json)))
+            .map(|(key, json)| {
+                let value = self.decode(&key, &json)?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+
+    /// Writes a record (last-write-wins by the action's timestamp).
+    pub async fn put(&self, key: impl Into<String>, value: &T) -> Result<(), SyncError> {
+        let key = key.into();
+        let json = serde_json::to_string(value).map_err(|e| {
+            SyncError::serde(format!("encode record `{key}` of collection `{}`", self.name), e)
+        })?;
+        self.write(key, Some(json)).await
+    }
+
+    /// Deletes a record, leaving a tombstone so an older write cannot bring it back.
+    pub async fn delete(&self, key: impl Into<String>) -> Result<(), SyncError> {
+        self.write(key.into(), None).await
+    }
+
+    async fn write(&self, key: String, value: Option<String>) -> Result<(), SyncError> {
+        match &self.action {
+            Some(action) => {
+                action.writes().push(Write {
+                    collection: self.name.clone(),
+                    key,
+                    value,
+                    stamp: action.stamp(),
+                });
+                Ok(())
+            }
+            None => {
+                let stamp = self.service.new_stamp();
+                let mut batch = crate::store::Batch::new();
+                batch.writes.push(Write {
+                    collection: self.name.clone(),
+                    key,
+                    value,
+                    stamp,
+                });
+                self.service.store().apply(batch).await?;
+                Ok(())
+            }
+        }
+    }
+}

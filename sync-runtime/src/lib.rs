@@ -1,0 +1,67 @@
+//! Offline-first server actions.
+//!
+//! Annotate an async function that reaches your server with [`offline_action`]. Online, its
+//! body runs and a query's answer is cached in a local store. Offline, a local handler answers
+//! from that store and the call is queued durably; when the connection returns, the queue
+//! replays by itself, in order, with retries, once per call on the server (each call carries a
+//! stable [`ActionId`] to use as an idempotency key). Callers do not change.
+//!
+//! ```
+//! use sync_runtime::{offline_action, ClassifyError, SyncError};
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! pub enum AppError {
+//!     #[error("network: {0}")]
+//!     Network(String),
+//!     #[error(transparent)]
+//!     Sync(#[from] SyncError),
+//! }
+//!
+//! impl ClassifyError for AppError {
+//!     fn is_transient(&self) -> bool {
+//!         matches!(self, AppError::Network(_))
+//!     }
+//! }
+//!
+//! /// Adds two numbers on the server.
+//! #[offline_action(query)]
+//! pub async fn add(a: i64, b: i64) -> Result<i64, AppError> {
+//!     Ok(a + b)
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! assert_eq!(add(2, 3).await.unwrap(), 5);
+//! # });
+//! ```
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms, unreachable_pub)]
+
+mod action;
+mod connectivity;
+mod context;
+mod error;
+mod maybe_send;
+mod registry;
+mod retry;
+mod scope;
+mod service;
+mod status;
+pub mod store;
+mod time;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use action::{Action, ActionId, ActionKind};
+pub use connectivity::{Connectivity, ManualConnectivity};
+pub use context::{ActionContext, Collection, Phase};
+pub use error::{ClassifyError, Result, StoreError, SyncError};
+pub use maybe_send::{boxed, BoxFuture, Listener, MaybeSend, MaybeSync};
+pub use registry::{Registration, Registry};
+pub use retry::RetryPolicy;
+pub use service::{Executor, Migration, ReplayReport, SyncService, SyncServiceBuilder};
+pub use status::{SyncEvent, SyncStatus};
+pub use store::{MemoryStore, Store};
+pub use sync_macros::offline_action;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};

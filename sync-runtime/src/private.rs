@@ -1,0 +1,141 @@
+//! What `#[offline_action]` expands to. Not public API: names here may change in any release.
+
+pub use crate::action::{Action, ActionKind};
+pub use crate::maybe_send::MaybeSend;
+pub use crate::registry::Registration;
+pub use crate::service::SyncService;
+pub use crate::SyncError;
+pub use core::future::Future;
+pub use inventory;
+pub use serde;
+
+use crate::context::ActionContext;
+use crate::ClassifyError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Checked for every argument type of an action.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an argument of an `#[offline_action]` fn",
+    label = "arguments are queued as JSON, so this type must implement `Serialize`, `Deserialize` and `Clone`",
+    note = "derive them: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait ActionArg: Serialize + DeserializeOwned + Clone + MaybeSend + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + MaybeSend + 'static> ActionArg for T {}
+
+/// Checked for an action's success type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by an `#[offline_action]` fn",
+    label = "responses are cached as JSON, so this type must implement `Serialize` and `Deserialize`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait ActionOutput: Serialize + DeserializeOwned + MaybeSend + 'static {}
+impl<T: Serialize + DeserializeOwned + MaybeSend + 'static> ActionOutput for T {}
+
+/// Checked for an action's error type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of an `#[offline_action]` fn",
+    label = "the error type must implement `From<sync_runtime::SyncError>`, `sync_runtime::ClassifyError` and `Display`",
+    note = "`From<SyncError>` lets \"queued\" and \"offline\" outcomes reach callers; `ClassifyError` tells retryable failures from permanent ones"
+)]
+pub trait ActionError:
+    From<SyncError> + ClassifyError + core::fmt::Display + MaybeSend + 'static
+{
+}
+impl<E: From<SyncError> + ClassifyError + core::fmt::Display + MaybeSend + 'static> ActionError
+    for E
+{
+}
+
+/// Splits an action's return type into its success and error types, so `Result` aliases work.
+#[diagnostic::on_unimplemented(
+    message = "an `#[offline_action]` fn must return `Result<T, E>`, not `{Self}`",
+    label = "expected `Result<T, E>` (or an alias of it)"
+)]
+pub trait ActionResult {
+    /// The success type.
+    type Ok: ActionOutput;
+    /// The error type.
+    type Err: ActionError;
+}
+
+impl<T: ActionOutput, E: ActionError> ActionResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+}
+
+/// A function usable as an action's `local = path` handler: an `async fn` taking the action's
+/// arguments (owned) and returning the action's `Result`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the local handler of this `#[offline_action]`",
+    label = "expected an `async fn` taking the action's arguments as owned values `{Args}` and returning `{R}`"
+)]
+pub trait LocalHandler<Args, R> {
+    /// The handler's future.
+    type Future: Future<Output = R> + MaybeSend;
+    /// Calls the handler with the arguments as a tuple.
+    fn call_with(&self, args: Args) -> Self::Future;
+}
+
+macro_rules! local_handler_for_arity {
+    ($($arg:ident)*) => {
+        impl<Func, Fut, R, $($arg,)*> LocalHandler<($($arg,)*), R> for Func
+        where
+            Func: Fn($($arg),*) -> Fut,
+            Fut: Future<Output = R> + MaybeSend,
+        {
+            type Future = Fut;
+            #[allow(non_snake_case)]
+            fn call_with(&self, ($($arg,)*): ($($arg,)*)) -> Fut {
+                (self)($($arg),*)
+            }
+        }
+    };
+}
+
+local_handler_for_arity!();
+local_handler_for_arity!(A1);
+local_handler_for_arity!(A1 A2);
+local_handler_for_arity!(A1 A2 A3);
+local_handler_for_arity!(A1 A2 A3 A4);
+local_handler_for_arity!(A1 A2 A3 A4 A5);
+local_handler_for_arity!(A1 A2 A3 A4 A5 A6);
+local_handler_for_arity!(A1 A2 A3 A4 A5 A6 A7);
+local_handler_for_arity!(A1 A2 A3 A4 A5 A6 A7 A8);
+local_handler_for_arity!(A1 A2 A3 A4 A5 A6 A7 A8 A9);
+local_handler_for_arity!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10);
+local_handler_for_arity!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11);
+local_handler_for_arity!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12);
+
+/// Calls a user's local handler, checking its signature against the action's.
+pub fn call_local<H, Args, R>(handler: H, args: Args) -> H::Future
+where
+    H: LocalHandler<Args, R>,
+{
+    handler.call_with(args)
+}
+
+/// The generated local handler of a query without `local = ...`: the response cached for these
+/// parameters while online, or [`SyncError::NotCached`].
+pub async fn cached_response<A: Action>(params: A::Params) -> Result<A::Output, A::Error> {
+    match ActionContext::current() {
+        Some(ctx) => ctx.service().cached::<A>(&params).await,
+        None => Err(SyncError::NotCached { action: A::NAME }.into()),
+    }
+}
+
+/// The generated local handler of a mutation without `local = ...`: [`SyncError::Queued`] with
+/// the id the action is queued under.
+pub async fn queued<A: Action>(_params: A::Params) -> Result<A::Output, A::Error> {
+    match ActionContext::current() {
+        Some(ctx) => {
+            ctx.mark_queued();
+            Err(SyncError::Queued {
+                action: A::NAME,
+                id: ctx.id(),
+            }
+            .into())
+        }
+        None => Err(SyncError::NotCached { action: A::NAME }.into()),
+    }
+}

@@ -1,0 +1,779 @@
+//! The service: routes each action call online or offline, queues, replays, and reports status.
+
+use crate::context::{ActionContext, Collection, Phase};
+use crate::registry::{Attempt, Registry};
+use crate::status::StatusHub;
+use crate::store::{Applied, Batch, Bury, DeadLetter, DeadReason, NewQueued, QueuedAction, Reschedule, Stamp, Store, Write};
+use crate::{
+    Action, ActionId, ActionKind, BoxFuture, ClassifyError, Clock, Connectivity, ManualConnectivity, MaybeSend,
+    MaybeSync, MemoryStore, RetryPolicy, SyncError, SyncEvent, SyncStatus, SystemClock, Timestamp,
+};
+use core::future::Future;
+use core::time::Duration;
+use futures_util::Stream;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+/// Where background work runs: replay after the connection returns, and retries after a
+/// backoff. Any executor works; see [`SyncServiceBuilder::executor`].
+pub trait Executor: MaybeSend + MaybeSync + 'static {
+    /// Runs a task in the background.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+    /// Completes after `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// Rewrites the parameters of calls queued by an older version of an action.
+///
+/// Receives the version the call was queued with and its parameters; returns parameters this
+/// build's action accepts, or a reason to move the call to the dead-letter store.
+pub type Migration =
+    fn(from_version: u32, params: serde_json::Value) -> Result<serde_json::Value, String>;
+
+/// The offline-first action service.
+///
+/// Cheap to clone: clones share everything. Most apps configure one with
+/// [`SyncService::builder`] and [`install`](SyncServiceBuilder::install) it at start-up;
+/// `#[offline_action]` functions then reach it through [`SyncService::current`].
+#[derive(Clone)]
+pub struct SyncService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    connectivity: Arc<dyn Connectivity>,
+    clock: Arc<dyn Clock>,
+    policy: RetryPolicy,
+    executor: Option<Arc<dyn Executor>>,
+    migrations: HashMap<String, Migration>,
+    ids: Mutex<uuid::ContextV7>,
+    rng: Mutex<fastrand::Rng>,
+    hub: StatusHub,
+    replaying: AtomicBool,
+    replay_again: AtomicBool,
+    driver_running: AtomicBool,
+    /// After a transient failure, calls go straight to the local path until this time
+    /// (milliseconds), because a reachable-looking network may not reach the server.
+    offline_until: AtomicU64,
+    consecutive_failures: AtomicU64,
+}
+
+impl core::fmt::Debug for SyncService {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SyncService")
+            .field("status", &self.status())
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`SyncService`].
+#[must_use]
+pub struct SyncServiceBuilder {
+    store: Option<Arc<dyn Store>>,
+    connectivity: Option<Arc<dyn Connectivity>>,
+    clock: Arc<dyn Clock>,
+    policy: RetryPolicy,
+    executor: Option<Arc<dyn Executor>>,
+    migrations: HashMap<String, Migration>,
+    seed: Option<u64>,
+}
+
+impl core::fmt::Debug for SyncServiceBuilder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SyncServiceBuilder")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncServiceBuilder {
+    /// Where the queue, dead letters and local data live. Default: [`MemoryStore`].
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Where the queue, dead letters and local data live, shared with other owners.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// What says whether the server is reachable. Default: always online (transient failures
+    /// still switch to the offline path).
+    pub fn connectivity(mut self, connectivity: impl Connectivity) -> Self {
+        self.connectivity = Some(Arc::new(connectivity));
+        self
+    }
+
+    /// The clock; inject a [`ManualClock`](crate::ManualClock) in tests.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How transient failures are retried.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Where background replay runs. Without one, the queue replays when
+    /// [`SyncService::replay`] is called, and before the next call of an action made online.
+    pub fn executor(mut self, executor: impl Executor) -> Self {
+        self.executor = Some(Arc::new(executor));
+        self
+    }
+
+    /// Seeds the jitter's random numbers, for reproducible tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Registers a [`Migration`] for calls of `action` queued by an older version.
+    pub fn migrate(mut self, action: &str, migration: Migration) -> Self {
+        self.migrations.insert(action.to_owned(), migration);
+        self
+    }
+
+    /// Builds the service. Fails if two actions in this program share a name.
+    pub fn build(self) -> Result<SyncService, SyncError> {
+        Registry::global()?;
+        let inner = Arc::new(Inner {
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            connectivity: self
+                .connectivity
+                .unwrap_or_else(|| Arc::new(ManualConnectivity::new(true))),
+            clock: self.clock,
+            policy: self.policy,
+            executor: self.executor,
+            migrations: self.migrations,
+            ids: Mutex::new(uuid::ContextV7::new()),
+            rng: Mutex::new(self.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed)),
+            hub: StatusHub::default(),
+            replaying: AtomicBool::new(false),
+            replay_again: AtomicBool::new(false),
+            driver_running: AtomicBool::new(false),
+            offline_until: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+        });
+        let online = inner.connectivity.is_online();
+        inner.hub.update(|s| s.online = online);
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        inner.connectivity.on_change(Box::new(move |online| {
+            if let Some(inner) = weak.upgrade() {
+                let service = SyncService { inner };
+                service.inner.hub.update(|s| s.online = online);
+                if online {
+                    service.inner.offline_until.store(0, Ordering::SeqCst);
+                    service.kick_replay();
+                }
+            }
+        }));
+        let service = SyncService { inner };
+        service.kick_replay();
+        Ok(service)
+    }
+
+    /// Builds the service and makes it the one [`SyncService::current`] returns. May succeed
+    /// once per process.
+    pub fn install(self) -> Result<SyncService, SyncError> {
+        let service = self.build()?;
+        global::set(service.clone())?;
+        Ok(service)
+    }
+}
+
+thread_local! {
+    static SCOPED: RefCell<Option<SyncService>> = const { RefCell::new(None) };
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod global {
+    use super::SyncService;
+    use crate::SyncError;
+    use std::sync::OnceLock;
+
+    static GLOBAL: OnceLock<SyncService> = OnceLock::new();
+
+    pub(super) fn get_or_init(init: impl FnOnce() -> SyncService) -> SyncService {
+        GLOBAL.get_or_init(init).clone()
+    }
+
+    pub(super) fn set(service: SyncService) -> Result<(), SyncError> {
+        GLOBAL.set(service).map_err(|_| SyncError::AlreadyConfigured)
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod global {
+    use super::SyncService;
+    use crate::SyncError;
+    use std::cell::OnceCell;
+
+    thread_local! {
+        static GLOBAL: OnceCell<SyncService> = const { OnceCell::new() };
+    }
+
+    pub(super) fn get_or_init(init: impl FnOnce() -> SyncService) -> SyncService {
+        GLOBAL.with(|cell| cell.get_or_init(init).clone())
+    }
+
+    pub(super) fn set(service: SyncService) -> Result<(), SyncError> {
+        GLOBAL.with(|cell| cell.set(service).map_err(|_| SyncError::AlreadyConfigured))
+    }
+}
+
+/// What one [`SyncService::replay`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayReport {
+    /// Calls that reached the server and were removed from the queue.
+    pub synced: usize,
+    /// Calls moved to the dead-letter store.
+    pub dead_lettered: usize,
+    /// Transient failures (the head of the queue stays and waits).
+    pub retried: usize,
+    /// Calls still queued.
+    pub remaining: u64,
+    /// If the head of the queue is waiting for its backoff: when it may be tried again.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Another replay was already running; this call did nothing (the running one goes round
+    /// once more to pick up anything new).
+    pub already_running: bool,
+}
+
+/// Why a replay pass stopped short of an empty queue.
+enum Stop {
+    Empty,
+    Waiting(Timestamp),
+    Offline,
+}
+
+impl SyncService {
+    /// Starts configuring a service.
+    pub fn builder() -> SyncServiceBuilder {
+        SyncServiceBuilder {
+            store: None,
+            connectivity: None,
+            clock: Arc::new(SystemClock),
+            policy: RetryPolicy::default(),
+            executor: None,
+            migrations: HashMap::new(),
+            seed: None,
+        }
+    }
+
+    /// The service actions use: the one installed with [`scope`](SyncService::scope) for the
+    /// running task if any, else the installed one, else a default one (created on first use).
+    pub fn current() -> SyncService {
+        if let Some(scoped) = crate::scope::current(&SCOPED) {
+            return scoped;
+        }
+        global::get_or_init(Self::default_service)
+    }
+
+    fn default_service() -> SyncService {
+        let builder = SyncService::builder();
+        match builder.build() {
+            Ok(service) => service,
+            // Duplicate action names: build one anyway; every call reports the duplicate.
+            Err(_) => SyncService::builder_unchecked(),
+        }
+    }
+
+    fn builder_unchecked() -> SyncService {
+        let inner = Arc::new(Inner {
+            store: Arc::new(MemoryStore::new()),
+            connectivity: Arc::new(ManualConnectivity::new(true)),
+            clock: Arc::new(SystemClock),
+            policy: RetryPolicy::default(),
+            executor: None,
+            migrations: HashMap::new(),
+            ids: Mutex::new(uuid::ContextV7::new()),
+            rng: Mutex::new(fastrand::Rng::new()),
+            hub: StatusHub::default(),
+            replaying: AtomicBool::new(false),
+            replay_again: AtomicBool::new(false),
+            driver_running: AtomicBool::new(false),
+            offline_until: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+        });
+        SyncService { inner }
+    }
+
+    /// Runs `future` with this service as [`SyncService::current`], whatever is installed.
+    /// Tests use it to give each test its own service.
+    pub fn scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> {
+        crate::scope::Scoped::new(&SCOPED, self.clone(), future)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    /// The current status.
+    pub fn status(&self) -> SyncStatus {
+        self.inner.hub.get()
+    }
+
+    /// A stream of status changes, starting with the current status.
+    pub fn subscribe(&self) -> impl Stream<Item = SyncStatus> + Unpin {
+        self.inner.hub.subscribe_status()
+    }
+
+    /// A stream of [`SyncEvent`]s from now on.
+    pub fn events(&self) -> impl Stream<Item = SyncEvent> + Unpin {
+        self.inner.hub.subscribe_events()
+    }
+
+    /// A typed collection of local data, outside any action: writes are stamped with the
+    /// current time.
+    pub fn collection<T>(&self, name: &str) -> Collection<T> {
+        Collection::detached(self.clone(), name)
+    }
+
+    /// Every queued call, in replay order.
+    pub async fn queued(&self) -> Result<Vec<QueuedAction>, SyncError> {
+        Ok(self.inner.store.queued(None, usize::MAX).await?)
+    }
+
+    /// Every dead letter, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, SyncError> {
+        Ok(self.inner.store.dead_letters().await?)
+    }
+
+    /// Moves a dead letter back to the end of the queue with its retries reset, and replays.
+    pub async fn retry_dead_letter(&self, id: ActionId) -> Result<(), SyncError> {
+        let mut batch = Batch::new();
+        batch.revive = Some((id, self.inner.clock.now()));
+        self.inner.store.apply(batch).await?;
+        self.inner.hub.update(|s| {
+            s.pending += 1;
+            s.dead = s.dead.saturating_sub(1);
+        });
+        self.kick_replay();
+        Ok(())
+    }
+
+    /// Deletes a dead letter for good.
+    pub async fn discard_dead_letter(&self, id: ActionId) -> Result<(), SyncError> {
+        let mut batch = Batch::new();
+        batch.discard = Some(id);
+        self.inner.store.apply(batch).await?;
+        self.inner.hub.update(|s| s.dead = s.dead.saturating_sub(1));
+        Ok(())
+    }
+
+    /// Re-reads the pending and dead-letter counts from the store.
+    pub async fn refresh_status(&self) -> Result<SyncStatus, SyncError> {
+        let counts = self.inner.store.counts().await?;
+        self.inner.hub.set_counts(counts.pending, counts.dead);
+        Ok(self.status())
+    }
+
+    pub(crate) fn new_stamp(&self) -> Stamp {
+        let (action, timestamp) = self.new_id();
+        Stamp { timestamp, action }
+    }
+
+    fn new_id(&self) -> (ActionId, Timestamp) {
+        let now = self.inner.clock.now();
+        let millis = now.as_millis();
+        let context = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let ts = uuid::Timestamp::from_unix(&*context, millis / 1000, u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000);
+        (ActionId(uuid::Uuid::new_v7(ts)), now)
+    }
+
+    fn is_reachable(&self) -> bool {
+        self.inner.connectivity.is_online()
+            && self.inner.clock.now().as_millis() >= self.inner.offline_until.load(Ordering::SeqCst)
+    }
+
+    fn mark_reachable(&self) {
+        self.inner.consecutive_failures.store(0, Ordering::SeqCst);
+        self.inner.offline_until.store(0, Ordering::SeqCst);
+        self.inner.hub.update(|s| {
+            s.online = true;
+            s.last_error = None;
+        });
+    }
+
+    fn mark_unreachable(&self, error: String, retry_after: Option<Duration>) {
+        let failures = self.inner.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
+        let wait = self.backoff(u32::try_from(failures).unwrap_or(u32::MAX), retry_after);
+        let until = self.inner.clock.now().saturating_add(wait);
+        self.inner.offline_until.store(until.as_millis(), Ordering::SeqCst);
+        self.inner.hub.update(|s| {
+            s.online = false;
+            s.last_error = Some(error);
+        });
+    }
+
+    fn backoff(&self, retries: u32, retry_after: Option<Duration>) -> Duration {
+        let random = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner()).f64();
+        self.inner.policy.backoff(retries, random, retry_after)
+    }
+
+    async fn ensure_counts(&self) -> Result<(), SyncError> {
+        if !self.inner.hub.counts_loaded() {
+            self.refresh_status().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one call of action `A`: online through its server body, else through its local
+    /// handler with the call queued. `#[offline_action]` functions call this.
+    pub async fn execute_action<A: Action>(&self, params: A::Params) -> Result<A::Output, A::Error> {
+        Registry::global()?;
+        self.ensure_counts().await?;
+        let (id, timestamp) = self.new_id();
+        let params_json = canonical_json(&params)
+            .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
+
+        let backlog = A::KIND == ActionKind::Mutation && self.status().pending > 0;
+        if backlog && self.inner.executor.is_none() && self.is_reachable() {
+            // Nothing replays in the background: drain the queue first, so that this call
+            // cannot overtake the calls queued before it.
+            let _ = self.replay().await;
+        }
+        let backlog = A::KIND == ActionKind::Mutation && self.status().pending > 0;
+        if self.is_reachable() && !backlog {
+            let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
+            match context.clone().scope(A::server(params.clone())).await {
+                Ok(output) => {
+                    self.mark_reachable();
+                    self.store_answer::<A>(&context, &params_json, &output).await;
+                    return Ok(output);
+                }
+                Err(error) if error.is_transient() => {
+                    self.mark_unreachable(error.to_string(), error.retry_after());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        self.run_offline::<A>(id, timestamp, params, params_json).await
+    }
+
+    /// Stores what a successful online call wrote, and a query's answer. The server has
+    /// already applied the call, so a failure here is reported in the status, not returned.
+    async fn store_answer<A: Action>(&self, context: &ActionContext, params_json: &str, output: &A::Output) {
+        let mut batch = Batch::new();
+        batch.writes = context.take_writes();
+        if A::KIND == ActionKind::Query {
+            match serde_json::to_string(output) {
+                Ok(json) => batch.writes.push(cache_write(A::NAME, params_json, json, context.stamp())),
+                Err(e) => self.note_error(format!("could not cache the answer of `{}`: {e}", A::NAME)),
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = self.inner.store.apply(batch).await {
+                self.note_error(e.to_string());
+            }
+        }
+    }
+
+    fn note_error(&self, error: String) {
+        self.inner.hub.update(|s| s.last_error = Some(error));
+    }
+
+    async fn run_offline<A: Action>(
+        &self,
+        id: ActionId,
+        timestamp: Timestamp,
+        params: A::Params,
+        params_json: String,
+    ) -> Result<A::Output, A::Error> {
+        let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Offline);
+        let result = context.clone().scope(A::local(params)).await;
+        // A local handler that fails rejects the call, as the server would; the generated
+        // mutation stub fails with `Queued` on purpose, and a query always queues a refresh.
+        let queue_it = result.is_ok() || context.is_marked_queued() || A::KIND == ActionKind::Query;
+        if !queue_it {
+            return result;
+        }
+        let mut batch = Batch::new();
+        if result.is_ok() {
+            batch.writes = context.take_writes();
+        }
+        batch.enqueue = Some(NewQueued {
+            id,
+            name: A::NAME.to_owned(),
+            version: A::VERSION,
+            kind: A::KIND,
+            params: params_json,
+            timestamp,
+        });
+        let applied: Applied = self.inner.store.apply(batch).await.map_err(SyncError::from)?;
+        if applied.queued == Some(id) {
+            self.inner.hub.update(|s| s.pending += 1);
+            self.inner.hub.emit(SyncEvent::Queued {
+                id,
+                name: A::NAME.to_owned(),
+            });
+        }
+        self.kick_replay();
+        result
+    }
+
+    /// The answer a query got online for these parameters, if one was cached.
+    pub(crate) async fn cached<A: Action>(&self, params: &A::Params) -> Result<A::Output, A::Error> {
+        let key = canonical_json(params)
+            .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
+        let record = self
+            .inner
+            .store
+            .get(&cache_collection(A::NAME), &key)
+            .await
+            .map_err(SyncError::from)?;
+        match record.and_then(|r| r.value) {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                SyncError::serde(format!("decode the cached answer of `{}`", A::NAME), e).into()
+            }),
+            None => Err(SyncError::NotCached { action: A::NAME }.into()),
+        }
+    }
+
+    /// Starts a background replay if an executor is configured and none is running.
+    fn kick_replay(&self) {
+        let Some(executor) = self.inner.executor.clone() else {
+            return;
+        };
+        if self.inner.driver_running.swap(true, Ordering::SeqCst) {
+            self.inner.replay_again.store(true, Ordering::SeqCst);
+            return;
+        }
+        let service = self.clone();
+        let sleeper = Arc::clone(&executor);
+        executor.spawn(crate::boxed(async move {
+            loop {
+                let report = service.replay().await;
+                let wait = match report {
+                    Ok(report) if report.remaining > 0 && service.inner.connectivity.is_online() => report
+                        .next_attempt_at
+                        .map(|at| at.saturating_since(service.inner.clock.now())),
+                    _ => None,
+                };
+                match wait {
+                    Some(wait) => sleeper.sleep(wait.max(Duration::from_millis(10))).await,
+                    None => break,
+                }
+            }
+            service.inner.driver_running.store(false, Ordering::SeqCst);
+        }));
+    }
+
+    /// Replays the queue now, in order, until it is empty, the head must wait for its
+    /// backoff, or the server is unreachable. Only one replay runs at a time.
+    pub async fn replay(&self) -> Result<ReplayReport, SyncError> {
+        if self.inner.replaying.swap(true, Ordering::SeqCst) {
+            self.inner.replay_again.store(true, Ordering::SeqCst);
+            return Ok(ReplayReport {
+                already_running: true,
+                ..ReplayReport::default()
+            });
+        }
+        let _running = ReplayGuard(self);
+        self.inner.hub.update(|s| s.syncing = true);
+        let mut report = ReplayReport::default();
+        let result = loop {
+            self.inner.replay_again.store(false, Ordering::SeqCst);
+            match self.replay_pass(&mut report).await {
+                Ok(Stop::Empty) if self.inner.replay_again.load(Ordering::SeqCst) => continue,
+                Ok(Stop::Waiting(at)) => {
+                    report.next_attempt_at = Some(at);
+                    break Ok(());
+                }
+                Ok(_) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        let status = self.refresh_status().await;
+        report.remaining = self.status().pending;
+        result?;
+        status?;
+        Ok(report)
+    }
+
+    async fn replay_pass(&self, report: &mut ReplayReport) -> Result<Stop, SyncError> {
+        let registry = Registry::global()?;
+        loop {
+            let Some(head) = self.inner.store.queued(None, 1).await?.into_iter().next() else {
+                return Ok(Stop::Empty);
+            };
+            let now = self.inner.clock.now();
+            if now.saturating_since(head.timestamp) > self.inner.policy.ttl {
+                let message = format!("waited longer than the time-to-live of {:?}", self.inner.policy.ttl);
+                self.bury(&head, DeadReason::Expired, message, report).await?;
+                continue;
+            }
+            if head.next_attempt_at > now {
+                return Ok(Stop::Waiting(head.next_attempt_at));
+            }
+            if !self.inner.connectivity.is_online() {
+                return Ok(Stop::Offline);
+            }
+            let Some(registration) = registry.get(&head.name) else {
+                let message = format!("no action named `{}` is registered in this build", head.name);
+                self.bury(&head, DeadReason::UnknownAction, message, report).await?;
+                continue;
+            };
+            let params = match self.migrate(&head, registration.version) {
+                Ok(params) => params,
+                Err(message) => {
+                    self.bury(&head, DeadReason::BadParams, message, report).await?;
+                    continue;
+                }
+            };
+            let context = ActionContext::new(self.clone(), head.id, registration.name, head.timestamp, Phase::Replay);
+            match (registration.replay)(params, context.clone()).await {
+                Attempt::Done(json) => {
+                    self.mark_reachable();
+                    let mut batch = Batch::new();
+                    batch.writes = context.take_writes();
+                    if head.kind == ActionKind::Query {
+                        batch.writes.push(cache_write(registration.name, &head.params, json, context.stamp()));
+                    }
+                    batch.complete = Some(head.id);
+                    self.inner.store.apply(batch).await?;
+                    self.inner.hub.update(|s| s.pending = s.pending.saturating_sub(1));
+                    self.inner.hub.emit(SyncEvent::Synced {
+                        id: head.id,
+                        name: head.name.clone(),
+                    });
+                    report.synced += 1;
+                }
+                Attempt::BadParams(error) => {
+                    let message = format!(
+                        "the parameters no longer match version {} of `{}`: {error}",
+                        registration.version, head.name
+                    );
+                    self.bury(&head, DeadReason::BadParams, message, report).await?;
+                }
+                Attempt::Failed {
+                    transient: true,
+                    retry_after,
+                    message,
+                } => {
+                    report.retried += 1;
+                    self.mark_unreachable(message.clone(), retry_after);
+                    let retries = head.retries.saturating_add(1);
+                    if retries > self.inner.policy.max_retries {
+                        let message = format!("gave up after {retries} transient failures; the last: {message}");
+                        self.bury(&head, DeadReason::TooManyRetries, message, report).await?;
+                        continue;
+                    }
+                    let next_attempt_at = now.saturating_add(self.backoff(retries, retry_after));
+                    let mut batch = Batch::new();
+                    batch.reschedule = Some(Reschedule {
+                        id: head.id,
+                        retries,
+                        next_attempt_at,
+                        last_error: message.clone(),
+                    });
+                    self.inner.store.apply(batch).await?;
+                    self.inner.hub.emit(SyncEvent::Retrying {
+                        id: head.id,
+                        name: head.name.clone(),
+                        retries,
+                        error: message,
+                    });
+                    return Ok(Stop::Waiting(next_attempt_at));
+                }
+                Attempt::Failed {
+                    transient: false,
+                    message,
+                    ..
+                } => {
+                    self.bury(&head, DeadReason::Rejected, message, report).await?;
+                }
+            }
+        }
+    }
+
+    /// The parameters to replay `head` with under this build's `version` of its action.
+    fn migrate(&self, head: &QueuedAction, version: u32) -> Result<String, String> {
+        if head.version == version {
+            return Ok(head.params.clone());
+        }
+        if let Some(migration) = self.inner.migrations.get(&head.name) {
+            let value: serde_json::Value =
+                serde_json::from_str(&head.params).map_err(|e| format!("the queued parameters are not JSON: {e}"))?;
+            let migrated = migration(head.version, value)
+                .map_err(|e| format!("migrating from version {} failed: {e}", head.version))?;
+            return serde_json::to_string(&migrated).map_err(|e| e.to_string());
+        }
+        if head.version > version {
+            return Err(format!(
+                "queued by version {} of `{}`, but this build only knows version {version}",
+                head.version, head.name
+            ));
+        }
+        // An older version with no migration: try its parameters as they are.
+        Ok(head.params.clone())
+    }
+
+    async fn bury(
+        &self,
+        head: &QueuedAction,
+        reason: DeadReason,
+        message: String,
+        report: &mut ReplayReport,
+    ) -> Result<(), SyncError> {
+        let mut batch = Batch::new();
+        batch.bury = Some(Bury {
+            id: head.id,
+            reason,
+            message: message.clone(),
+            failed_at: self.inner.clock.now(),
+        });
+        self.inner.store.apply(batch).await?;
+        self.inner.hub.update(|s| {
+            s.pending = s.pending.saturating_sub(1);
+            s.dead += 1;
+            s.last_error = Some(message.clone());
+        });
+        self.inner.hub.emit(SyncEvent::DeadLettered {
+            id: head.id,
+            name: head.name.clone(),
+            reason,
+            message,
+        });
+        report.dead_lettered += 1;
+        Ok(())
+    }
+}
+
+struct ReplayGuard<'a>(&'a SyncService);
+
+impl Drop for ReplayGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inner.hub.update(|s| s.syncing = false);
+        self.0.inner.replaying.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The collection a query's answers are cached in.
+pub(crate) fn cache_collection(action: &str) -> String {
+    format!("__cache/{action}")
+}
+
+fn cache_write(action: &str, params_json: &str, json: String, stamp: Stamp) -> Write {
+    Write {
+        collection: cache_collection(action),
+        key: params_json.to_owned(),
+        value: Some(json),
+        stamp,
+    }
+}
+
+/// JSON with object keys sorted, so equal parameters always give the same cache key.
+fn canonical_json<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_value(value).and_then(|v| serde_json::to_string(&v))
+}

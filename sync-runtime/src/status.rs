@@ -1,0 +1,135 @@
+//! What a UI shows: how many changes wait, whether a sync is running, what went wrong; and the
+//! events behind it.
+
+use crate::store::DeadReason;
+use crate::ActionId;
+use futures_channel::mpsc;
+use std::sync::{Mutex, MutexGuard};
+
+/// A snapshot of the service's state, e.g. for "3 changes waiting".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncStatus {
+    /// Actions waiting in the queue.
+    pub pending: u64,
+    /// Actions in the dead-letter store.
+    pub dead: u64,
+    /// A replay is running.
+    pub syncing: bool,
+    /// The server is believed reachable.
+    pub online: bool,
+    /// The most recent failure, cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+/// Something that happened to a queued action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncEvent {
+    /// A call was queued to run when the connection returns.
+    Queued {
+        /// The call's id.
+        id: ActionId,
+        /// The action's name.
+        name: String,
+    },
+    /// A queued call reached the server and its answer was stored.
+    Synced {
+        /// The call's id.
+        id: ActionId,
+        /// The action's name.
+        name: String,
+    },
+    /// A queued call failed transiently and will be tried again.
+    Retrying {
+        /// The call's id.
+        id: ActionId,
+        /// The action's name.
+        name: String,
+        /// Failed attempts so far.
+        retries: u32,
+        /// Why it failed.
+        error: String,
+    },
+    /// A queued call was moved to the dead-letter store.
+    DeadLettered {
+        /// The call's id.
+        id: ActionId,
+        /// The action's name.
+        name: String,
+        /// Why.
+        reason: DeadReason,
+        /// What happened, in words.
+        message: String,
+    },
+}
+
+/// Holds the status and fans out changes and events to subscribers.
+#[derive(Default)]
+pub(crate) struct StatusHub {
+    inner: Mutex<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    status: SyncStatus,
+    counts_loaded: bool,
+    status_subscribers: Vec<mpsc::UnboundedSender<SyncStatus>>,
+    event_subscribers: Vec<mpsc::UnboundedSender<SyncEvent>>,
+}
+
+impl StatusHub {
+    fn lock(&self) -> MutexGuard<'_, HubInner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn get(&self) -> SyncStatus {
+        self.lock().status.clone()
+    }
+
+    pub(crate) fn counts_loaded(&self) -> bool {
+        self.lock().counts_loaded
+    }
+
+    /// Changes the status and tells subscribers if anything changed.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut SyncStatus)) {
+        let mut inner = self.lock();
+        let before = inner.status.clone();
+        change(&mut inner.status);
+        if inner.status != before {
+            let status = inner.status.clone();
+            inner
+                .status_subscribers
+                .retain(|tx| tx.unbounded_send(status.clone()).is_ok());
+        }
+    }
+
+    pub(crate) fn set_counts(&self, pending: u64, dead: u64) {
+        self.lock().counts_loaded = true;
+        self.update(|s| {
+            s.pending = pending;
+            s.dead = dead;
+        });
+    }
+
+    pub(crate) fn emit(&self, event: SyncEvent) {
+        self.lock()
+            .event_subscribers
+            .retain(|tx| tx.unbounded_send(event.clone()).is_ok());
+    }
+
+    pub(crate) fn subscribe_status(&self) -> mpsc::UnboundedReceiver<SyncStatus> {
+        let (tx, rx) = mpsc::unbounded();
+        let mut inner = self.lock();
+        // The first item is the current state, so a UI can render from the stream alone.
+        let _ = tx.unbounded_send(inner.status.clone());
+        inner.status_subscribers.push(tx);
+        rx
+    }
+
+    pub(crate) fn subscribe_events(&self) -> mpsc::UnboundedReceiver<SyncEvent> {
+        let (tx, rx) = mpsc::unbounded();
+        self.lock().event_subscribers.push(tx);
+        rx
+    }
+}

@@ -1,0 +1,221 @@
+//! An in-memory store, for tests and for apps that need no durability. Clones share the data,
+//! so a "restart" in a test is a new service over a clone of the same store.
+
+use super::{Applied, Batch, Counts, DeadLetter, QueuedAction, Record, Store};
+use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A [`Store`] that keeps everything in memory.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_seq: u64,
+    queue: BTreeMap<u64, QueuedAction>,
+    seq_of: HashMap<ActionId, u64>,
+    dead: Vec<DeadLetter>,
+    data: HashMap<String, BTreeMap<String, Record>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied batch (apply validates
+        // before it mutates), so the data behind a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn validate(&self, batch: &Batch) -> Result<(), StoreError> {
+        let queued = |id: &ActionId| self.seq_of.contains_key(id);
+        let dead = |id: &ActionId| self.dead.iter().any(|d| d.action.id == *id);
+        if let Some(r) = &batch.reschedule {
+            if !queued(&r.id) {
+                return Err(StoreError::NotFound(r.id));
+            }
+        }
+        if let Some(b) = &batch.bury {
+            if !queued(&b.id) {
+                return Err(StoreError::NotFound(b.id));
+            }
+        }
+        for id in batch.revive.iter().map(|(id, _)| id).chain(&batch.discard) {
+            if !dead(id) {
+                return Err(StoreError::NotFound(*id));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, batch: Batch) -> Applied {
+        let mut applied = Applied::default();
+        for write in batch.writes {
+            let records = self.data.entry(write.collection).or_default();
+            let newer = records
+                .get(&write.key)
+                .is_none_or(|existing| write.stamp >= existing.stamp);
+            if newer {
+                records.insert(
+                    write.key,
+                    Record {
+                        value: write.value,
+                        stamp: write.stamp,
+                    },
+                );
+                applied.writes_applied += 1;
+            }
+        }
+        if let Some(id) = batch.complete {
+            if let Some(seq) = self.seq_of.remove(&id) {
+                self.queue.remove(&seq);
+            }
+        }
+        if let Some(r) = batch.reschedule {
+            if let Some(action) = self.seq_of.get(&r.id).and_then(|s| self.queue.get_mut(s)) {
+                action.retries = r.retries;
+                action.next_attempt_at = r.next_attempt_at;
+                action.last_error = Some(r.last_error);
+            }
+        }
+        if let Some(b) = batch.bury {
+            if let Some(action) = self.seq_of.remove(&b.id).and_then(|s| self.queue.remove(&s)) {
+                self.dead.push(DeadLetter {
+                    action,
+                    reason: b.reason,
+                    message: b.message,
+                    failed_at: b.failed_at,
+                });
+            }
+        }
+        if let Some((id, now)) = batch.revive {
+            if let Some(pos) = self.dead.iter().position(|d| d.action.id == id) {
+                let mut action = self.dead.remove(pos).action;
+                action.seq = self.take_seq();
+                action.retries = 0;
+                action.next_attempt_at = now;
+                action.last_error = None;
+                self.seq_of.insert(action.id, action.seq);
+                self.queue.insert(action.seq, action);
+            }
+        }
+        if let Some(id) = batch.discard {
+            self.dead.retain(|d| d.action.id != id);
+        }
+        if let Some(new) = batch.enqueue {
+            let existing = (new.kind == ActionKind::Query)
+                .then(|| {
+                    self.queue
+                        .values()
+                        .find(|q| q.kind == ActionKind::Query && q.name == new.name && q.params == new.params)
+                })
+                .flatten();
+            if let Some(existing) = existing {
+                applied.queued = Some(existing.id);
+            } else if let Some(seq) = self.seq_of.get(&new.id) {
+                // Enqueueing the same id twice keeps the first.
+                applied.queued = self.queue.get(seq).map(|q| q.id);
+            } else {
+                let seq = self.take_seq();
+                self.seq_of.insert(new.id, seq);
+                self.queue.insert(
+                    seq,
+                    QueuedAction {
+                        seq,
+                        id: new.id,
+                        name: new.name,
+                        version: new.version,
+                        kind: new.kind,
+                        params: new.params,
+                        timestamp: new.timestamp,
+                        retries: 0,
+                        next_attempt_at: new.timestamp,
+                        last_error: None,
+                    },
+                );
+                applied.queued = Some(new.id);
+            }
+        }
+        applied
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+}
+
+impl Store for MemoryStore {
+    fn apply(&self, batch: Batch) -> BoxFuture<'_, Result<Applied, StoreError>> {
+        let result = {
+            let mut state = self.lock();
+            state.validate(&batch).map(|()| state.apply(batch))
+        };
+        boxed(async move { result })
+    }
+
+    fn get<'a>(
+        &'a self,
+        collection: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        let record = self
+            .lock()
+            .data
+            .get(collection)
+            .and_then(|records| records.get(key))
+            .cloned();
+        boxed(async move { Ok(record) })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        collection: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Record)>, StoreError>> {
+        let records = self
+            .lock()
+            .data
+            .get(collection)
+            .map(|records| records.iter().map(|(k, r)| (k.clone(), r.clone())).collect())
+            .unwrap_or_default();
+        boxed(async move { Ok(records) })
+    }
+
+    fn queued(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
+        let start = after.map_or(0, |seq| seq.saturating_add(1));
+        let page = self
+            .lock()
+            .queue
+            .range(start..)
+            .take(limit)
+            .map(|(_, q)| q.clone())
+            .collect();
+        boxed(async move { Ok(page) })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        let dead = self.lock().dead.clone();
+        boxed(async move { Ok(dead) })
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<Counts, StoreError>> {
+        let state = self.lock();
+        let counts = Counts {
+            pending: state.queue.len() as u64,
+            dead: state.dead.len() as u64,
+        };
+        boxed(async move { Ok(counts) })
+    }
+}

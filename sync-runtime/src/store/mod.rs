@@ -1,0 +1,271 @@
+//! The local store: the queue of actions waiting to reach the server, the dead letters, and the
+//! local data (cached responses and the collections local handlers read and write).
+//!
+//! A backend implements the small [`Store`] trait. Every change goes through
+//! [`Store::apply`], which applies one [`Batch`] atomically, so "write the server's answer and
+//! delete the queued record" is one transaction wherever the backend allows it.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::{ActionId, ActionKind, BoxFuture, MaybeSend, MaybeSync, StoreError, Timestamp};
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// What orders two writes to the same record: the time the user acted, then the action id.
+///
+/// Last-write-wins: a write replaces a record only if its stamp is not older than the
+/// record's, so replaying an earlier action never overwrites a later local edit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    /// When the user acted.
+    pub timestamp: Timestamp,
+    /// The action that wrote; breaks ties between actions in the same millisecond.
+    pub action: ActionId,
+}
+
+/// One record of local data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The JSON value, or `None` if the record was deleted (a tombstone, kept so an older
+    /// write cannot bring it back).
+    pub value: Option<String>,
+    /// The write that produced this state.
+    pub stamp: Stamp,
+}
+
+/// A write to local data, applied only if it is not older than what is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    /// The collection, e.g. `"products"`.
+    pub collection: String,
+    /// The key inside the collection.
+    pub key: String,
+    /// The JSON value, or `None` to delete.
+    pub value: Option<String>,
+    /// The action that caused the write.
+    pub stamp: Stamp,
+}
+
+/// An action call to append to the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewQueued {
+    /// The action's id, minted before its first attempt.
+    pub id: ActionId,
+    /// The registered action name.
+    pub name: String,
+    /// The action's version when it was queued.
+    pub version: u32,
+    /// Read or write. A query is not appended if the same name and params are already queued.
+    pub kind: ActionKind,
+    /// The parameters as canonical JSON.
+    pub params: String,
+    /// When the user acted.
+    pub timestamp: Timestamp,
+}
+
+/// An action call waiting in the queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedAction {
+    /// Position in the queue: strictly increasing in the order calls were queued.
+    pub seq: u64,
+    /// The action's id, used as the idempotency key on the server.
+    pub id: ActionId,
+    /// The registered action name.
+    pub name: String,
+    /// The action's version when it was queued.
+    pub version: u32,
+    /// Read or write.
+    pub kind: ActionKind,
+    /// The parameters as JSON.
+    pub params: String,
+    /// When the user acted.
+    pub timestamp: Timestamp,
+    /// How many attempts failed with a transient error.
+    pub retries: u32,
+    /// Not to be tried before this time.
+    pub next_attempt_at: Timestamp,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// Why an action was moved to the dead-letter store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeadReason {
+    /// The server rejected it with a permanent error.
+    Rejected,
+    /// This build has no action of that name (for example after a deploy removed it).
+    UnknownAction,
+    /// The parameters no longer deserialize, or the version is no longer accepted.
+    BadParams,
+    /// It failed transiently too many times.
+    TooManyRetries,
+    /// It waited longer than the time-to-live.
+    Expired,
+}
+
+impl DeadReason {
+    /// A stable lowercase name, as stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Rejected => "rejected",
+            DeadReason::UnknownAction => "unknown_action",
+            DeadReason::BadParams => "bad_params",
+            DeadReason::TooManyRetries => "too_many_retries",
+            DeadReason::Expired => "expired",
+        }
+    }
+
+    /// Parses [`DeadReason::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "rejected" => DeadReason::Rejected,
+            "unknown_action" => DeadReason::UnknownAction,
+            "bad_params" => DeadReason::BadParams,
+            "too_many_retries" => DeadReason::TooManyRetries,
+            "expired" => DeadReason::Expired,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An action that will not be replayed again unless someone retries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The action as it was queued, with its retry count and last error.
+    pub action: QueuedAction,
+    /// Why it stopped.
+    pub reason: DeadReason,
+    /// What happened, in words.
+    pub message: String,
+    /// When it was moved here.
+    pub failed_at: Timestamp,
+}
+
+/// Moves a queued action to the back of its retry schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reschedule {
+    /// The queued action.
+    pub id: ActionId,
+    /// The new retry count.
+    pub retries: u32,
+    /// Not before this time.
+    pub next_attempt_at: Timestamp,
+    /// Why the last attempt failed.
+    pub last_error: String,
+}
+
+/// Moves a queued action to the dead-letter store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bury {
+    /// The queued action.
+    pub id: ActionId,
+    /// Why.
+    pub reason: DeadReason,
+    /// What happened, in words.
+    pub message: String,
+    /// When.
+    pub failed_at: Timestamp,
+}
+
+/// Changes applied together, all or nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Batch {
+    /// Local data writes, each applied only if not older than the stored record.
+    pub writes: Vec<Write>,
+    /// Append an action to the queue.
+    pub enqueue: Option<NewQueued>,
+    /// Delete a queued action that succeeded. Deleting one that is already gone is not an error.
+    pub complete: Option<ActionId>,
+    /// Record a failed attempt of a queued action.
+    pub reschedule: Option<Reschedule>,
+    /// Move a queued action to the dead-letter store.
+    pub bury: Option<Bury>,
+    /// Move a dead letter back to the end of the queue, with its retries reset.
+    pub revive: Option<(ActionId, Timestamp)>,
+    /// Delete a dead letter.
+    pub discard: Option<ActionId>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `true` if the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+            && self.enqueue.is_none()
+            && self.complete.is_none()
+            && self.reschedule.is_none()
+            && self.bury.is_none()
+            && self.revive.is_none()
+            && self.discard.is_none()
+    }
+}
+
+/// What [`Store::apply`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// For an enqueue: the id now queued for it. For a query already queued with the same
+    /// parameters this is the existing call's id.
+    pub queued: Option<ActionId>,
+    /// How many writes replaced what was stored (the rest were older and ignored).
+    pub writes_applied: usize,
+}
+
+/// How many actions wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Actions in the queue.
+    pub pending: u64,
+    /// Actions in the dead-letter store.
+    pub dead: u64,
+}
+
+/// A storage backend.
+///
+/// Implementations must make [`apply`](Store::apply) atomic, keep the queue ordered by
+/// [`QueuedAction::seq`], never reuse a sequence number, and keep at most one queued query per
+/// (name, params). The shared conformance tests check all of this.
+pub trait Store: MaybeSend + MaybeSync + 'static {
+    /// Applies a batch of changes atomically.
+    fn apply(&self, batch: Batch) -> BoxFuture<'_, Result<Applied, StoreError>>;
+
+    /// Reads one record of local data, tombstones included.
+    fn get<'a>(
+        &'a self,
+        collection: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+
+    /// Reads every record of a collection (tombstones included), ordered by key.
+    fn scan<'a>(
+        &'a self,
+        collection: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Record)>, StoreError>>;
+
+    /// Reads up to `limit` queued actions with `seq > after`, in queue order.
+    fn queued(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>>;
+
+    /// Reads every dead letter, oldest first.
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>>;
+
+    /// Counts queued actions and dead letters.
+    fn counts(&self) -> BoxFuture<'_, Result<Counts, StoreError>>;
+}
