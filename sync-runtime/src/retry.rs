@@ -16,7 +16,6 @@ use core::time::Duration;
 /// assert_eq!(policy.ttl, Duration::from_secs(7 * 24 * 3600));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct RetryPolicy {
     /// The wait after the first failure.
     pub initial_backoff: Duration,

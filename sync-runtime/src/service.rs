@@ -318,6 +318,11 @@ impl SyncService {
         &*self.inner.store
     }
 
+    /// The store, shared: to build another service over the same data.
+    pub fn shared_store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.inner.store)
+    }
+
     /// The current status.
     pub fn status(&self) -> SyncStatus {
         self.inner.hub.get()
