@@ -4,12 +4,12 @@
 use futures::executor::block_on;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::time::Duration;
 use sync_runtime::store::DeadReason;
 use sync_runtime::{
     offline_action, ActionContext, ActionId, ActionKind, ClassifyError, ManualClock,
     ManualConnectivity, MemoryStore, Registry, SyncError, SyncService, Timestamp,
 };
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -63,7 +63,9 @@ fn server<R>(f: impl FnOnce(&mut Server) -> R) -> R {
 /// Simulates one request: fails with the next scripted failure, or applies `apply` once per
 /// action id (the server's idempotency check).
 fn request<R>(what: String, apply: impl FnOnce(&mut Server) -> R) -> Result<R, AppError> {
-    let id = ActionContext::current().expect("bodies run inside an action").id();
+    let id = ActionContext::current()
+        .expect("bodies run inside an action")
+        .id();
     server(|s| {
         if !s.failures.is_empty() {
             return Err(s.failures.remove(0));
@@ -80,7 +82,10 @@ fn request<R>(what: String, apply: impl FnOnce(&mut Server) -> R) -> Result<R, A
 /// Adds a product for a tenant.
 #[offline_action(local = add_product_locally)]
 pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
-    let id = ActionContext::current().expect("in an action").id().to_string();
+    let id = ActionContext::current()
+        .expect("in an action")
+        .id()
+        .to_string();
     request(format!("add {}", product.name), |s| {
         let created = Product {
             id,
@@ -170,7 +175,10 @@ fn offline_call_returns_the_local_value_and_queues_name_and_params() {
     let (service, _net, _clock) = service(false);
     let local = block_on(service.scope(add_product("t1".into(), shirt()))).unwrap();
     assert_eq!(local.tenant_id, "t1");
-    assert!(server(|s| s.applied.is_empty()), "offline calls must not reach the server");
+    assert!(
+        server(|s| s.applied.is_empty()),
+        "offline calls must not reach the server"
+    );
 
     let queued = block_on(service.queued()).unwrap();
     assert_eq!(queued.len(), 1);
@@ -178,7 +186,11 @@ fn offline_call_returns_the_local_value_and_queues_name_and_params() {
     assert_eq!(record.name, "add_product");
     assert_eq!(record.version, 1);
     assert_eq!(record.kind, ActionKind::Mutation);
-    assert_eq!(record.id.to_string(), local.id, "the queued id is the one the handler saw");
+    assert_eq!(
+        record.id.to_string(),
+        local.id,
+        "the queued id is the one the handler saw"
+    );
     let params: serde_json::Value = serde_json::from_str(&record.params).unwrap();
     assert_eq!(
         params,
@@ -215,8 +227,15 @@ fn transient_failure_online_falls_back_to_offline_with_the_same_id() {
     let queued = block_on(service.queued()).unwrap();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].id.to_string(), local.id);
-    assert!(!service.status().online, "a transport failure means offline");
-    assert!(service.status().last_error.unwrap().contains("network is down"));
+    assert!(
+        !service.status().online,
+        "a transport failure means offline"
+    );
+    assert!(service
+        .status()
+        .last_error
+        .unwrap()
+        .contains("network is down"));
 }
 
 #[test]
@@ -240,14 +259,22 @@ fn queries_are_cached_online_and_served_offline() {
 
     let err = block_on(service.scope(list_products("other".into()))).unwrap_err();
     assert!(
-        matches!(err, AppError::Sync(SyncError::NotCached { action: "list_products" })),
+        matches!(
+            err,
+            AppError::Sync(SyncError::NotCached {
+                action: "list_products"
+            })
+        ),
         "{err:?}"
     );
     // Each offline query queues one refresh per parameters, however often it is called.
     block_on(service.scope(list_products("t1".into()))).unwrap();
     let queued = block_on(service.queued()).unwrap();
     let refreshes: Vec<_> = queued.iter().map(|q| q.params.as_str()).collect();
-    assert_eq!(refreshes, [r#"{"tenant_id":"t1"}"#, r#"{"tenant_id":"other"}"#]);
+    assert_eq!(
+        refreshes,
+        [r#"{"tenant_id":"t1"}"#, r#"{"tenant_id":"other"}"#]
+    );
 }
 
 #[test]
@@ -266,13 +293,20 @@ fn replay_sends_queued_calls_once_in_order() {
         .await
         .unwrap();
     }));
-    let ids: Vec<ActionId> = block_on(service.queued()).unwrap().iter().map(|q| q.id).collect();
+    let ids: Vec<ActionId> = block_on(service.queued())
+        .unwrap()
+        .iter()
+        .map(|q| q.id)
+        .collect();
 
     net.set_online(true);
     server(|s| s.failures.push(AppError::Network));
     let first = block_on(service.replay()).unwrap();
     assert_eq!((first.synced, first.retried, first.remaining), (0, 1, 3));
-    assert!(first.next_attempt_at.is_some(), "a transient failure backs off");
+    assert!(
+        first.next_attempt_at.is_some(),
+        "a transient failure backs off"
+    );
 
     // Replay on demand ignores nothing: the head waits for its backoff.
     let waiting = block_on(service.replay()).unwrap();
@@ -284,7 +318,10 @@ fn replay_sends_queued_calls_once_in_order() {
     let applied: Vec<(ActionId, String)> = server(|s| s.applied.clone());
     assert_eq!(applied.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
     assert_eq!(
-        applied.iter().map(|(_, what)| what.as_str()).collect::<Vec<_>>(),
+        applied
+            .iter()
+            .map(|(_, what)| what.as_str())
+            .collect::<Vec<_>>(),
         ["add shirt", "rename p1 to hat", "add sock"]
     );
 }
@@ -324,7 +361,12 @@ fn the_registry_finds_every_action_in_this_binary() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["add_product", "delete_everything", "list_products", "products.rename"]
+        [
+            "add_product",
+            "delete_everything",
+            "list_products",
+            "products.rename"
+        ]
     );
     let rename = registry.get("products.rename").unwrap();
     assert_eq!(rename.version, 2);
@@ -333,5 +375,8 @@ fn the_registry_finds_every_action_in_this_binary() {
     assert!(rename.file.ends_with("actions.rs"), "{}", rename.file);
     let list = registry.get("list_products").unwrap();
     assert_eq!(list.kind, ActionKind::Query);
-    assert!(registry.get("rename_product").is_none(), "`name = ...` replaces the fn name");
+    assert!(
+        registry.get("rename_product").is_none(),
+        "`name = ...` replaces the fn name"
+    );
 }

@@ -31,17 +31,28 @@ pub async fn save_draft(text: String) -> Result<usize, AppError> {
 #[test]
 fn building_a_service_names_both_definitions() {
     let err = SyncService::builder().build().unwrap_err();
-    let SyncError::DuplicateAction { name, first, second } = &err else {
+    let SyncError::DuplicateAction {
+        name,
+        first,
+        second,
+    } = &err
+    else {
         panic!("expected DuplicateAction, got {err:?}");
     };
     assert_eq!(name, "save");
     assert_ne!(first, second);
     for location in [first, second] {
-        assert!(location.starts_with("tests/duplicate_names.rs:"), "{location}");
+        assert!(
+            location.starts_with("tests/duplicate_names.rs:"),
+            "{location}"
+        );
     }
     let message = err.to_string();
     assert!(message.contains("registered twice"), "{message}");
-    assert!(message.contains(first.as_str()) && message.contains(second.as_str()), "{message}");
+    assert!(
+        message.contains(first.as_str()) && message.contains(second.as_str()),
+        "{message}"
+    );
 }
 
 #[test]
@@ -52,5 +63,8 @@ fn calling_an_action_reports_the_duplicate_instead_of_running() {
         "{err:?}"
     );
     let err = futures::executor::block_on(orders::save(3)).unwrap_err();
-    assert!(matches!(err, AppError(SyncError::DuplicateAction { .. })), "{err:?}");
+    assert!(
+        matches!(err, AppError(SyncError::DuplicateAction { .. })),
+        "{err:?}"
+    );
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use sync_runtime::store::DeadReason;
 use sync_runtime::{
     offline_action, ActionContext, ActionId, ClassifyError, ManualClock, ManualConnectivity,
-    MemoryStore, RetryPolicy, Store, SyncError, SyncService, Timestamp,
+    MemoryStore, RetryPolicy, SqliteStore, Store, SyncError, SyncService, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,10 @@ fn note_id() -> ActionContext {
 pub async fn set_value(key: String, value: i64) -> Result<i64, AppError> {
     let context = note_id();
     let stored = SERVER.with(|s| s.borrow_mut().handle(context.id(), &key, value))?;
-    context.collection::<i64>("values").put(key, &stored).await?;
+    context
+        .collection::<i64>("values")
+        .put(key, &stored)
+        .await?;
     Ok(stored)
 }
 
@@ -109,6 +112,28 @@ struct Memory(MemoryStore);
 impl Storage for Memory {
     fn open(&mut self) -> Arc<dyn Store> {
         Arc::new(self.0.clone())
+    }
+}
+
+/// A SQLite file, closed and reopened on every restart.
+struct Sqlite {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sqlite {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self {
+            path: dir.path().join("client.sqlite3"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Storage for Sqlite {
+    fn open(&mut self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&self.path).expect("the database reopens"))
     }
 }
 
@@ -170,7 +195,12 @@ impl<S: Storage> World<S> {
         }
     }
 
-    fn start(storage: &mut S, clock: &ManualClock, net: &ManualConnectivity, seed: u64) -> SyncService {
+    fn start(
+        storage: &mut S,
+        clock: &ManualClock,
+        net: &ManualConnectivity,
+        seed: u64,
+    ) -> SyncService {
         SyncService::builder()
             .shared_store(storage.open())
             .clock(clock.clone())
@@ -182,36 +212,50 @@ impl<S: Storage> World<S> {
     }
 
     fn user_call(&mut self) {
-        self.clock.advance(Duration::from_millis(1 + self.rng.u64(0..50)));
+        self.clock
+            .advance(Duration::from_millis(1 + self.rng.u64(0..50)));
         let key = format!("k{}", self.rng.u8(0..4));
         let value = i64::from(self.rng.u16(..));
         LAST_ID.with(|last| *last.borrow_mut() = None);
         let result = block_on(self.service.scope(set_value(key.clone(), value)));
-        let id = LAST_ID.with(|last| last.borrow_mut().take()).expect("the call ran");
+        let id = LAST_ID
+            .with(|last| last.borrow_mut().take())
+            .expect("the call ran");
         let outcome = match result {
             Ok(_) if self.is_queued(id) => Outcome::Queued,
             Ok(_) => Outcome::Online,
             Err(AppError::Refused(_)) => Outcome::RefusedOnline,
             Err(other) => panic!("call {id} failed unexpectedly: {other}"),
         };
-        self.calls.push(Call { id, key, value, outcome });
+        self.calls.push(Call {
+            id,
+            key,
+            value,
+            outcome,
+        });
     }
 
     fn is_queued(&self, id: ActionId) -> bool {
-        block_on(self.service.queued()).unwrap().iter().any(|q| q.id == id)
+        block_on(self.service.queued())
+            .unwrap()
+            .iter()
+            .any(|q| q.id == id)
     }
 
     fn step(&mut self) {
         match self.rng.u8(0..100) {
             0..=44 => self.user_call(),
             45..=54 => self.net.set_online(!self.rng.bool()),
-            55..=69 => self.clock.advance(Duration::from_millis(self.rng.u64(0..90_000))),
+            55..=69 => self
+                .clock
+                .advance(Duration::from_millis(self.rng.u64(0..90_000))),
             70..=84 => {
                 block_on(self.service.replay()).expect("replay never fails on a healthy store");
             }
             85..=89 => {
                 self.restarts += 1;
-                self.service = Self::start(&mut self.storage, &self.clock, &self.net, self.rng.u64(..));
+                self.service =
+                    Self::start(&mut self.storage, &self.clock, &self.net, self.rng.u64(..));
             }
             _ => {
                 let (before, after) = (self.rng.f64() * 0.6, self.rng.f64() * 0.3);
@@ -238,7 +282,10 @@ impl<S: Storage> World<S> {
             self.clock.advance(Duration::from_secs(600));
             block_on(self.service.replay()).unwrap();
         }
-        panic!("the queue did not drain: {:?}", block_on(self.service.queued()).unwrap());
+        panic!(
+            "the queue did not drain: {:?}",
+            block_on(self.service.queued()).unwrap()
+        );
     }
 
     /// At every moment, the local value of a key is the one the user wrote last: a replayed
@@ -255,11 +302,18 @@ impl<S: Storage> World<S> {
             }
         }
         for (key, value) in expected {
-            assert_eq!(local.get(key), Some(&value), "seed {seed}: local value of {key}");
+            assert_eq!(
+                local.get(key),
+                Some(&value),
+                "seed {seed}: local value of {key}"
+            );
         }
         let queued = block_on(self.service.queued()).unwrap().len() as u64;
         let counts = block_on(self.service.store().counts()).unwrap();
-        assert_eq!(counts.pending, queued, "seed {seed}: the store's pending count");
+        assert_eq!(
+            counts.pending, queued,
+            "seed {seed}: the store's pending count"
+        );
     }
 
     fn check(&self, seed: u64) {
@@ -268,7 +322,11 @@ impl<S: Storage> World<S> {
             (s.log.clone(), s.values.clone())
         });
         let applied_once: HashSet<ActionId> = log.iter().copied().collect();
-        assert_eq!(applied_once.len(), log.len(), "seed {seed}: an action was applied twice");
+        assert_eq!(
+            applied_once.len(),
+            log.len(),
+            "seed {seed}: an action was applied twice"
+        );
         let dead: HashMap<ActionId, DeadReason> = block_on(self.service.dead_letters())
             .unwrap()
             .into_iter()
@@ -278,12 +336,20 @@ impl<S: Storage> World<S> {
             let applied = applied_once.contains(&call.id);
             match call.outcome {
                 Outcome::RefusedOnline => {
-                    assert!(!applied && !dead.contains_key(&call.id), "seed {seed}: a refused call lingered");
+                    assert!(
+                        !applied && !dead.contains_key(&call.id),
+                        "seed {seed}: a refused call lingered"
+                    );
                 }
-                Outcome::Online => assert!(applied, "seed {seed}: an online success was not applied"),
+                Outcome::Online => {
+                    assert!(applied, "seed {seed}: an online success was not applied")
+                }
                 Outcome::Queued => match dead.get(&call.id) {
                     Some(DeadReason::Rejected) => {
-                        assert!(refused(call.value) && !applied, "seed {seed}: wrong rejection");
+                        assert!(
+                            refused(call.value) && !applied,
+                            "seed {seed}: wrong rejection"
+                        );
                     }
                     // Given up on: it may have reached the server once with the answer lost.
                     Some(DeadReason::TooManyRetries) => {}
@@ -293,8 +359,16 @@ impl<S: Storage> World<S> {
             }
         }
         // The server saw the calls in the order the user made them.
-        let made: Vec<ActionId> = self.calls.iter().map(|c| c.id).filter(|id| applied_once.contains(id)).collect();
-        assert_eq!(log, made, "seed {seed}: the server applied calls out of order");
+        let made: Vec<ActionId> = self
+            .calls
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| applied_once.contains(id))
+            .collect();
+        assert_eq!(
+            log, made,
+            "seed {seed}: the server applied calls out of order"
+        );
 
         // Local data agrees with the server wherever the key's last call reached the server.
         let local: HashMap<String, i64> = block_on(self.service.collection::<i64>("values").list())
@@ -309,8 +383,16 @@ impl<S: Storage> World<S> {
         }
         for (key, call) in last_call {
             if applied_once.contains(&call.id) {
-                assert_eq!(server_values.get(key), Some(&call.value), "seed {seed}: server value of {key}");
-                assert_eq!(local.get(key), Some(&call.value), "seed {seed}: local value of {key}");
+                assert_eq!(
+                    server_values.get(key),
+                    Some(&call.value),
+                    "seed {seed}: server value of {key}"
+                );
+                assert_eq!(
+                    local.get(key),
+                    Some(&call.value),
+                    "seed {seed}: local value of {key}"
+                );
             }
         }
     }
@@ -336,5 +418,23 @@ fn random_schedules_on_the_memory_store_lose_nothing_and_apply_once_in_order() {
         calls += c;
         restarts += r;
     }
-    assert!(calls > 50_000 && restarts > 5_000, "the schedules exercise little: {calls} calls, {restarts} restarts");
+    assert!(
+        calls > 50_000 && restarts > 5_000,
+        "the schedules exercise little: {calls} calls, {restarts} restarts"
+    );
+}
+
+#[test]
+fn random_schedules_on_sqlite_with_reopens_lose_nothing_and_apply_once_in_order() {
+    let schedules = 150;
+    let (mut calls, mut restarts) = (0, 0);
+    for seed in 10_000..10_000 + schedules {
+        let (c, r) = run(seed, Sqlite::new(), 80);
+        calls += c;
+        restarts += r;
+    }
+    assert!(
+        calls > 3_000 && restarts > 300,
+        "the schedules exercise little: {calls} calls, {restarts} restarts"
+    );
 }

@@ -72,6 +72,7 @@ pub trait Action: 'static {
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + MaybeSend;
 
     /// The offline path: answers from the local store.
-    fn local(params: Self::Params)
-        -> impl Future<Output = Result<Self::Output, Self::Error>> + MaybeSend;
+    fn local(
+        params: Self::Params,
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + MaybeSend;
 }

@@ -220,13 +220,20 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
 
     fn decode(&self, key: &str, json: &str) -> Result<T, SyncError> {
         serde_json::from_str(json).map_err(|e| {
-            SyncError::serde(format!("decode record `{key}` of collection `{}`", self.name), e)
+            SyncError::serde(
+                format!("decode record `{key}` of collection `{}`", self.name),
+                e,
+            )
         })
     }
 
     /// Reads one record, seeing this action's own pending writes.
     pub async fn get(&self, key: &str) -> Result<Option<T>, SyncError> {
-        if let Some(pending) = self.action.as_ref().and_then(|a| a.pending_write(&self.name, key)) {
+        if let Some(pending) = self
+            .action
+            .as_ref()
+            .and_then(|a| a.pending_write(&self.name, key))
+        {
             return pending.map(|json| self.decode(key, &json)).transpose();
         }
         let record = self.service.store().get(&self.name, key).await?;
@@ -265,7 +272,10 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
     pub async fn put(&self, key: impl Into<String>, value: &T) -> Result<(), SyncError> {
         let key = key.into();
         let json = serde_json::to_string(value).map_err(|e| {
-            SyncError::serde(format!("encode record `{key}` of collection `{}`", self.name), e)
+            SyncError::serde(
+                format!("encode record `{key}` of collection `{}`", self.name),
+                e,
+            )
         })?;
         self.write(key, Some(json)).await
     }

@@ -37,17 +37,22 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod action;
+#[cfg(target_arch = "wasm32")]
+pub mod browser;
 mod connectivity;
 mod context;
 mod error;
 mod maybe_send;
 mod registry;
+mod replay_lock;
 mod retry;
 mod scope;
 mod service;
 mod status;
 pub mod store;
 mod time;
+#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
+mod tokio_executor;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -59,9 +64,16 @@ pub use context::{ActionContext, Collection, Phase};
 pub use error::{ClassifyError, Result, StoreError, SyncError};
 pub use maybe_send::{boxed, BoxFuture, Listener, MaybeSend, MaybeSync};
 pub use registry::{Registration, Registry};
+pub use replay_lock::ReplayLock;
 pub use retry::RetryPolicy;
+#[cfg(not(target_arch = "wasm32"))]
+pub use service::default_database_path;
 pub use service::{Executor, Migration, ReplayReport, SyncService, SyncServiceBuilder};
 pub use status::{SyncEvent, SyncStatus};
 pub use store::{MemoryStore, Store};
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+pub use store::{SqliteOptions, SqliteStore};
 pub use sync_macros::offline_action;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
+pub use tokio_executor::TokioExecutor;

@@ -14,7 +14,8 @@ mod imp {
     impl<T: Sync + ?Sized> MaybeSync for T {}
 
     /// A boxed future: `Send` on native targets, `!Send` allowed on wasm32.
-    pub type BoxFuture<'a, T> = core::pin::Pin<Box<dyn core::future::Future<Output = T> + Send + 'a>>;
+    pub type BoxFuture<'a, T> =
+        core::pin::Pin<Box<dyn core::future::Future<Output = T> + Send + 'a>>;
 
     /// A boxed callback: `Send + Sync` on native targets.
     pub type Listener<T> = Box<dyn Fn(T) + Send + Sync>;

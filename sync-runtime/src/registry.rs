@@ -27,7 +27,8 @@ pub struct Registration {
 }
 
 /// Runs a queued call's server body from its JSON parameters.
-pub(crate) type ReplayFn = fn(params: String, context: ActionContext) -> BoxFuture<'static, Attempt>;
+pub(crate) type ReplayFn =
+    fn(params: String, context: ActionContext) -> BoxFuture<'static, Attempt>;
 
 /// The result of running a server body from JSON.
 #[derive(Debug)]

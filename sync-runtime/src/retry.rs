@@ -71,7 +71,9 @@ mod tests {
             jitter: 0.0,
             ..RetryPolicy::default()
         };
-        let waits: Vec<u64> = (1..=12).map(|n| policy.backoff(n, 0.5, None).as_secs()).collect();
+        let waits: Vec<u64> = (1..=12)
+            .map(|n| policy.backoff(n, 0.5, None).as_secs())
+            .collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
     }
 
@@ -87,6 +89,9 @@ mod tests {
         let policy = RetryPolicy::default();
         let server = Duration::from_secs(90);
         assert_eq!(policy.backoff(1, 0.0, Some(server)), server);
-        assert_eq!(policy.backoff(20, 0.0, Some(Duration::from_secs(1))), Duration::from_secs(300));
+        assert_eq!(
+            policy.backoff(20, 0.0, Some(Duration::from_secs(1))),
+            Duration::from_secs(300)
+        );
     }
 }

@@ -40,7 +40,8 @@ impl<T: 'static, F: Future> Future for Scoped<T, F> {
         }
         impl<T: 'static> Drop for Restore<'_, T> {
             fn drop(&mut self) {
-                self.slot.with(|cell| core::mem::swap(&mut *cell.borrow_mut(), self.value));
+                self.slot
+                    .with(|cell| core::mem::swap(&mut *cell.borrow_mut(), self.value));
             }
         }
         slot.with(|cell| core::mem::swap(&mut *cell.borrow_mut(), this.value));
@@ -53,6 +54,8 @@ impl<T: 'static, F: Future> Future for Scoped<T, F> {
 }
 
 /// Reads a clone of the value installed in `slot`, if any.
-pub(crate) fn current<T: Clone + 'static>(slot: &'static LocalKey<RefCell<Option<T>>>) -> Option<T> {
+pub(crate) fn current<T: Clone + 'static>(
+    slot: &'static LocalKey<RefCell<Option<T>>>,
+) -> Option<T> {
     slot.with(|cell| cell.borrow().clone())
 }

@@ -3,10 +3,14 @@
 use crate::context::{ActionContext, Collection, Phase};
 use crate::registry::{Attempt, Registry};
 use crate::status::StatusHub;
-use crate::store::{Applied, Batch, Bury, DeadLetter, DeadReason, NewQueued, QueuedAction, Reschedule, Stamp, Store, Write};
+use crate::store::{
+    Applied, Batch, Bury, DeadLetter, DeadReason, NewQueued, QueuedAction, Reschedule, Stamp,
+    Store, Write,
+};
 use crate::{
-    Action, ActionId, ActionKind, BoxFuture, ClassifyError, Clock, Connectivity, ManualConnectivity, MaybeSend,
-    MaybeSync, MemoryStore, RetryPolicy, SyncError, SyncEvent, SyncStatus, SystemClock, Timestamp,
+    Action, ActionId, ActionKind, BoxFuture, ClassifyError, Clock, Connectivity,
+    ManualConnectivity, MaybeSend, MaybeSync, MemoryStore, ReplayLock, RetryPolicy, SyncError,
+    SyncEvent, SyncStatus, SystemClock, Timestamp,
 };
 use core::future::Future;
 use core::time::Duration;
@@ -48,6 +52,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     executor: Option<Arc<dyn Executor>>,
+    replay_lock: Option<Arc<dyn ReplayLock>>,
     migrations: HashMap<String, Migration>,
     ids: Mutex<uuid::ContextV7>,
     rng: Mutex<fastrand::Rng>,
@@ -78,6 +83,7 @@ pub struct SyncServiceBuilder {
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     executor: Option<Arc<dyn Executor>>,
+    replay_lock: Option<Arc<dyn ReplayLock>>,
     migrations: HashMap<String, Migration>,
     seed: Option<u64>,
 }
@@ -91,7 +97,9 @@ impl core::fmt::Debug for SyncServiceBuilder {
 }
 
 impl SyncServiceBuilder {
-    /// Where the queue, dead letters and local data live. Default: [`MemoryStore`].
+    /// Where the queue, dead letters and local data live. Default: a [`MemoryStore`], which
+    /// keeps nothing across restarts; use `SqliteStore` (native) or `IndexedDbStore` (browser)
+    /// for durability. ([`SyncService::current`] without any configuration is durable.)
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
         self
@@ -129,6 +137,14 @@ impl SyncServiceBuilder {
         self
     }
 
+    /// A lock taken around each replay, shared with other services on the same store, so
+    /// that only one of them replays at a time (see [`ReplayLock`]). Default: the browser's
+    /// Web Locks on wasm32, none on native targets.
+    pub fn replay_lock(mut self, lock: impl ReplayLock) -> Self {
+        self.replay_lock = Some(Arc::new(lock));
+        self
+    }
+
     /// Seeds the jitter's random numbers, for reproducible tests.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -152,9 +168,13 @@ impl SyncServiceBuilder {
             clock: self.clock,
             policy: self.policy,
             executor: self.executor,
+            replay_lock: self.replay_lock,
             migrations: self.migrations,
             ids: Mutex::new(uuid::ContextV7::new()),
-            rng: Mutex::new(self.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed)),
+            rng: Mutex::new(
+                self.seed
+                    .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            ),
             hub: StatusHub::default(),
             replaying: AtomicBool::new(false),
             replay_again: AtomicBool::new(false),
@@ -206,7 +226,9 @@ mod global {
     }
 
     pub(super) fn set(service: SyncService) -> Result<(), SyncError> {
-        GLOBAL.set(service).map_err(|_| SyncError::AlreadyConfigured)
+        GLOBAL
+            .set(service)
+            .map_err(|_| SyncError::AlreadyConfigured)
     }
 }
 
@@ -264,6 +286,7 @@ impl SyncService {
             clock: Arc::new(SystemClock),
             policy: RetryPolicy::default(),
             executor: None,
+            replay_lock: default_replay_lock(),
             migrations: HashMap::new(),
             seed: None,
         }
@@ -279,21 +302,25 @@ impl SyncService {
     }
 
     fn default_service() -> SyncService {
-        let builder = SyncService::builder();
-        match builder.build() {
+        let store = default_store();
+        match platform_defaults(SyncService::builder())
+            .shared_store(Arc::clone(&store))
+            .build()
+        {
             Ok(service) => service,
             // Duplicate action names: build one anyway; every call reports the duplicate.
-            Err(_) => SyncService::builder_unchecked(),
+            Err(_) => SyncService::unchecked(store),
         }
     }
 
-    fn builder_unchecked() -> SyncService {
+    fn unchecked(store: Arc<dyn Store>) -> SyncService {
         let inner = Arc::new(Inner {
-            store: Arc::new(MemoryStore::new()),
+            store,
             connectivity: Arc::new(ManualConnectivity::new(true)),
             clock: Arc::new(SystemClock),
             policy: RetryPolicy::default(),
             executor: None,
+            replay_lock: default_replay_lock(),
             migrations: HashMap::new(),
             ids: Mutex::new(uuid::ContextV7::new()),
             rng: Mutex::new(fastrand::Rng::new()),
@@ -359,10 +386,8 @@ impl SyncService {
         let mut batch = Batch::new();
         batch.revive = Some((id, self.inner.clock.now()));
         self.inner.store.apply(batch).await?;
-        self.inner.hub.update(|s| {
-            s.pending += 1;
-            s.dead = s.dead.saturating_sub(1);
-        });
+        // Re-read rather than count: a revived query may merge with one already queued.
+        self.refresh_status().await?;
         self.kick_replay();
         Ok(())
     }
@@ -392,7 +417,11 @@ impl SyncService {
         let now = self.inner.clock.now();
         let millis = now.as_millis();
         let context = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let ts = uuid::Timestamp::from_unix(&*context, millis / 1000, u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000);
+        let ts = uuid::Timestamp::from_unix(
+            &*context,
+            millis / 1000,
+            u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000,
+        );
         (ActionId(uuid::Uuid::new_v7(ts)), now)
     }
 
@@ -411,10 +440,16 @@ impl SyncService {
     }
 
     fn mark_unreachable(&self, error: String, retry_after: Option<Duration>) {
-        let failures = self.inner.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
+        let failures = self
+            .inner
+            .consecutive_failures
+            .fetch_add(1, Ordering::SeqCst)
+            + 1;
         let wait = self.backoff(u32::try_from(failures).unwrap_or(u32::MAX), retry_after);
         let until = self.inner.clock.now().saturating_add(wait);
-        self.inner.offline_until.store(until.as_millis(), Ordering::SeqCst);
+        self.inner
+            .offline_until
+            .store(until.as_millis(), Ordering::SeqCst);
         self.inner.hub.update(|s| {
             s.online = false;
             s.last_error = Some(error);
@@ -422,7 +457,12 @@ impl SyncService {
     }
 
     fn backoff(&self, retries: u32, retry_after: Option<Duration>) -> Duration {
-        let random = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner()).f64();
+        let random = self
+            .inner
+            .rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .f64();
         self.inner.policy.backoff(retries, random, retry_after)
     }
 
@@ -435,7 +475,10 @@ impl SyncService {
 
     /// Runs one call of action `A`: online through its server body, else through its local
     /// handler with the call queued. `#[offline_action]` functions call this.
-    pub async fn execute_action<A: Action>(&self, params: A::Params) -> Result<A::Output, A::Error> {
+    pub async fn execute_action<A: Action>(
+        &self,
+        params: A::Params,
+    ) -> Result<A::Output, A::Error> {
         Registry::global()?;
         self.ensure_counts().await?;
         let (id, timestamp) = self.new_id();
@@ -454,7 +497,8 @@ impl SyncService {
             match context.clone().scope(A::server(params.clone())).await {
                 Ok(output) => {
                     self.mark_reachable();
-                    self.store_answer::<A>(&context, &params_json, &output).await;
+                    self.store_answer::<A>(&context, &params_json, &output)
+                        .await;
                     return Ok(output);
                 }
                 Err(error) if error.is_transient() => {
@@ -463,18 +507,30 @@ impl SyncService {
                 Err(error) => return Err(error),
             }
         }
-        self.run_offline::<A>(id, timestamp, params, params_json).await
+        self.run_offline::<A>(id, timestamp, params, params_json)
+            .await
     }
 
     /// Stores what a successful online call wrote, and a query's answer. The server has
     /// already applied the call, so a failure here is reported in the status, not returned.
-    async fn store_answer<A: Action>(&self, context: &ActionContext, params_json: &str, output: &A::Output) {
+    async fn store_answer<A: Action>(
+        &self,
+        context: &ActionContext,
+        params_json: &str,
+        output: &A::Output,
+    ) {
         let mut batch = Batch::new();
         batch.writes = context.take_writes();
         if A::KIND == ActionKind::Query {
             match serde_json::to_string(output) {
-                Ok(json) => batch.writes.push(cache_write(A::NAME, params_json, json, context.stamp())),
-                Err(e) => self.note_error(format!("could not cache the answer of `{}`: {e}", A::NAME)),
+                Ok(json) => {
+                    batch
+                        .writes
+                        .push(cache_write(A::NAME, params_json, json, context.stamp()))
+                }
+                Err(e) => {
+                    self.note_error(format!("could not cache the answer of `{}`: {e}", A::NAME))
+                }
             }
         }
         if !batch.is_empty() {
@@ -515,7 +571,12 @@ impl SyncService {
             params: params_json,
             timestamp,
         });
-        let applied: Applied = self.inner.store.apply(batch).await.map_err(SyncError::from)?;
+        let applied: Applied = self
+            .inner
+            .store
+            .apply(batch)
+            .await
+            .map_err(SyncError::from)?;
         if applied.queued == Some(id) {
             self.inner.hub.update(|s| s.pending += 1);
             self.inner.hub.emit(SyncEvent::Queued {
@@ -528,7 +589,10 @@ impl SyncService {
     }
 
     /// The answer a query got online for these parameters, if one was cached.
-    pub(crate) async fn cached<A: Action>(&self, params: &A::Params) -> Result<A::Output, A::Error> {
+    pub(crate) async fn cached<A: Action>(
+        &self,
+        params: &A::Params,
+    ) -> Result<A::Output, A::Error> {
         let key = canonical_json(params)
             .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
         let record = self
@@ -560,9 +624,13 @@ impl SyncService {
             loop {
                 let report = service.replay().await;
                 let wait = match report {
-                    Ok(report) if report.remaining > 0 && service.inner.connectivity.is_online() => report
-                        .next_attempt_at
-                        .map(|at| at.saturating_since(service.inner.clock.now())),
+                    Ok(report)
+                        if report.remaining > 0 && service.inner.connectivity.is_online() =>
+                    {
+                        report
+                            .next_attempt_at
+                            .map(|at| at.saturating_since(service.inner.clock.now()))
+                    }
                     _ => None,
                 };
                 match wait {
@@ -585,6 +653,39 @@ impl SyncService {
             });
         }
         let _running = ReplayGuard(self);
+        let Some(lock) = self.inner.replay_lock.clone() else {
+            return self.replay_holding_lock().await;
+        };
+        // Other services on the same store (other tabs) replay too: run only while holding
+        // the shared lock, and skip if one of them holds it.
+        let (sender, result) = futures_channel::oneshot::channel();
+        let service = self.clone();
+        lock.run_exclusive(crate::boxed(async move {
+            let _ = sender.send(service.replay_holding_lock().await);
+        }))
+        .await;
+        match result.await {
+            Ok(result) => result,
+            Err(_) => self.replayed_elsewhere().await,
+        }
+    }
+
+    /// What a replay reports when another holder of the replay lock is replaying: the
+    /// pending count, and a time to look again, in case that replay ends before it sees the
+    /// calls this service queued meanwhile.
+    async fn replayed_elsewhere(&self) -> Result<ReplayReport, SyncError> {
+        const LOOK_AGAIN: Duration = Duration::from_secs(1);
+        let status = self.refresh_status().await?;
+        Ok(ReplayReport {
+            already_running: true,
+            remaining: status.pending,
+            next_attempt_at: (status.pending > 0)
+                .then(|| self.inner.clock.now().saturating_add(LOOK_AGAIN)),
+            ..ReplayReport::default()
+        })
+    }
+
+    async fn replay_holding_lock(&self) -> Result<ReplayReport, SyncError> {
         self.inner.hub.update(|s| s.syncing = true);
         let mut report = ReplayReport::default();
         let result = loop {
@@ -614,8 +715,12 @@ impl SyncService {
             };
             let now = self.inner.clock.now();
             if now.saturating_since(head.timestamp) > self.inner.policy.ttl {
-                let message = format!("waited longer than the time-to-live of {:?}", self.inner.policy.ttl);
-                self.bury(&head, DeadReason::Expired, message, report).await?;
+                let message = format!(
+                    "waited longer than the time-to-live of {:?}",
+                    self.inner.policy.ttl
+                );
+                self.bury(&head, DeadReason::Expired, message, report)
+                    .await?;
                 continue;
             }
             if head.next_attempt_at > now {
@@ -625,29 +730,47 @@ impl SyncService {
                 return Ok(Stop::Offline);
             }
             let Some(registration) = registry.get(&head.name) else {
-                let message = format!("no action named `{}` is registered in this build", head.name);
-                self.bury(&head, DeadReason::UnknownAction, message, report).await?;
+                let message = format!(
+                    "no action named `{}` is registered in this build",
+                    head.name
+                );
+                self.bury(&head, DeadReason::UnknownAction, message, report)
+                    .await?;
                 continue;
             };
             let params = match self.migrate(&head, registration.version) {
                 Ok(params) => params,
                 Err(message) => {
-                    self.bury(&head, DeadReason::BadParams, message, report).await?;
+                    self.bury(&head, DeadReason::BadParams, message, report)
+                        .await?;
                     continue;
                 }
             };
-            let context = ActionContext::new(self.clone(), head.id, registration.name, head.timestamp, Phase::Replay);
+            let context = ActionContext::new(
+                self.clone(),
+                head.id,
+                registration.name,
+                head.timestamp,
+                Phase::Replay,
+            );
             match (registration.replay)(params, context.clone()).await {
                 Attempt::Done(json) => {
                     self.mark_reachable();
                     let mut batch = Batch::new();
                     batch.writes = context.take_writes();
                     if head.kind == ActionKind::Query {
-                        batch.writes.push(cache_write(registration.name, &head.params, json, context.stamp()));
+                        batch.writes.push(cache_write(
+                            registration.name,
+                            &head.params,
+                            json,
+                            context.stamp(),
+                        ));
                     }
                     batch.complete = Some(head.id);
                     self.inner.store.apply(batch).await?;
-                    self.inner.hub.update(|s| s.pending = s.pending.saturating_sub(1));
+                    self.inner
+                        .hub
+                        .update(|s| s.pending = s.pending.saturating_sub(1));
                     self.inner.hub.emit(SyncEvent::Synced {
                         id: head.id,
                         name: head.name.clone(),
@@ -659,7 +782,8 @@ impl SyncService {
                         "the parameters no longer match version {} of `{}`: {error}",
                         registration.version, head.name
                     );
-                    self.bury(&head, DeadReason::BadParams, message, report).await?;
+                    self.bury(&head, DeadReason::BadParams, message, report)
+                        .await?;
                 }
                 Attempt::Failed {
                     transient: true,
@@ -670,8 +794,11 @@ impl SyncService {
                     self.mark_unreachable(message.clone(), retry_after);
                     let retries = head.retries.saturating_add(1);
                     if retries > self.inner.policy.max_retries {
-                        let message = format!("gave up after {retries} transient failures; the last: {message}");
-                        self.bury(&head, DeadReason::TooManyRetries, message, report).await?;
+                        let message = format!(
+                            "gave up after {retries} transient failures; the last: {message}"
+                        );
+                        self.bury(&head, DeadReason::TooManyRetries, message, report)
+                            .await?;
                         continue;
                     }
                     let next_attempt_at = now.saturating_add(self.backoff(retries, retry_after));
@@ -696,7 +823,8 @@ impl SyncService {
                     message,
                     ..
                 } => {
-                    self.bury(&head, DeadReason::Rejected, message, report).await?;
+                    self.bury(&head, DeadReason::Rejected, message, report)
+                        .await?;
                 }
             }
         }
@@ -708,8 +836,8 @@ impl SyncService {
             return Ok(head.params.clone());
         }
         if let Some(migration) = self.inner.migrations.get(&head.name) {
-            let value: serde_json::Value =
-                serde_json::from_str(&head.params).map_err(|e| format!("the queued parameters are not JSON: {e}"))?;
+            let value: serde_json::Value = serde_json::from_str(&head.params)
+                .map_err(|e| format!("the queued parameters are not JSON: {e}"))?;
             let migrated = migration(head.version, value)
                 .map_err(|e| format!("migrating from version {} failed: {e}", head.version))?;
             return serde_json::to_string(&migrated).map_err(|e| e.to_string());
@@ -761,6 +889,171 @@ impl Drop for ReplayGuard<'_> {
     fn drop(&mut self) {
         self.0.inner.hub.update(|s| s.syncing = false);
         self.0.inner.replaying.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Where the default service keeps its data on native targets: `$SYNC_RUNTIME_DB` if set,
+/// else `<data dir>/sync-runtime/<program name>.sqlite3`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn default_database_path() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("SYNC_RUNTIME_DB") {
+        return Some(path.into());
+    }
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "app".to_owned());
+    Some(
+        dirs::data_local_dir()?
+            .join("sync-runtime")
+            .join(format!("{program}.sqlite3")),
+    )
+}
+
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+fn default_store() -> Arc<dyn Store> {
+    let Some(path) = default_database_path() else {
+        return Arc::new(Unavailable::message(
+            "no data directory is known for this user; set SYNC_RUNTIME_DB to a file path".into(),
+        ));
+    };
+    if let Some(parent) = path.parent() {
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            return Arc::new(Unavailable::message(format!(
+                "cannot create {}: {e}",
+                parent.display()
+            )));
+        }
+    }
+    match crate::store::SqliteStore::open(&path) {
+        Ok(store) => Arc::new(store),
+        Err(e) => Arc::new(Unavailable(e)),
+    }
+}
+
+#[cfg(all(not(feature = "sqlite"), not(target_arch = "wasm32")))]
+fn default_store() -> Arc<dyn Store> {
+    // Without the `sqlite` feature there is no durable store to default to; say so on use
+    // rather than losing queued work silently in memory.
+    Arc::new(Unavailable::message(
+        "the `sqlite` feature is off, so there is no default durable store; configure one with SyncService::builder().store(..).install()".into(),
+    ))
+}
+
+/// The default service in the browser keeps its data in IndexedDB, opened on first use.
+#[cfg(target_arch = "wasm32")]
+fn default_store() -> Arc<dyn Store> {
+    Arc::new(crate::store::IndexedDbStore::new(
+        crate::browser::DEFAULT_DATABASE,
+    ))
+}
+
+/// What the default service adds to a builder's defaults on this platform: in the browser,
+/// connectivity from the browser's events, and background replay on the page's event loop
+/// (started at once, so that calls queued before a reload replay at page load).
+#[cfg(target_arch = "wasm32")]
+fn platform_defaults(builder: SyncServiceBuilder) -> SyncServiceBuilder {
+    builder
+        .connectivity(crate::browser::BrowserConnectivity::new())
+        .executor(crate::browser::BrowserExecutor)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn platform_defaults(builder: SyncServiceBuilder) -> SyncServiceBuilder {
+    builder
+}
+
+/// Tabs of one origin share the browser's storage, so replays take a Web Lock by default.
+#[cfg(target_arch = "wasm32")]
+fn default_replay_lock() -> Option<Arc<dyn ReplayLock>> {
+    Some(Arc::new(crate::browser::WebLocks::default()))
+}
+
+/// A native store usually has one owner: no lock unless one is configured.
+#[cfg(not(target_arch = "wasm32"))]
+fn default_replay_lock() -> Option<Arc<dyn ReplayLock>> {
+    None
+}
+
+/// A store that could not be opened: every call reports why, so nothing is silently lost.
+/// (The browser's default store reports its own opening errors.)
+#[cfg(not(target_arch = "wasm32"))]
+struct Unavailable(crate::StoreError);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Unavailable {
+    fn message(message: String) -> Self {
+        Self(crate::StoreError::Backend {
+            operation: "open the default store",
+            message,
+        })
+    }
+
+    /// The open error again, of the same kind (a damaged file stays permanent, a full disk
+    /// stays full).
+    fn error(&self) -> crate::StoreError {
+        use crate::StoreError::{Backend, Full, Incompatible, NotFound};
+        match &self.0 {
+            Backend { operation, message } => Backend {
+                operation,
+                message: message.clone(),
+            },
+            Incompatible { location, reason } => Incompatible {
+                location: location.clone(),
+                reason: reason.clone(),
+            },
+            Full { message } => Full {
+                message: message.clone(),
+            },
+            NotFound(id) => NotFound(*id),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Store for Unavailable {
+    fn apply(&self, _batch: Batch) -> BoxFuture<'_, Result<Applied, crate::StoreError>> {
+        let error = self.error();
+        crate::boxed(async move { Err(error) })
+    }
+
+    fn get<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::store::Record>, crate::StoreError>> {
+        let error = self.error();
+        crate::boxed(async move { Err(error) })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, crate::store::Record)>, crate::StoreError>> {
+        let error = self.error();
+        crate::boxed(async move { Err(error) })
+    }
+
+    fn queued(
+        &self,
+        _: Option<u64>,
+        _: usize,
+    ) -> BoxFuture<'_, Result<Vec<QueuedAction>, crate::StoreError>> {
+        let error = self.error();
+        crate::boxed(async move { Err(error) })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, crate::StoreError>> {
+        let error = self.error();
+        crate::boxed(async move { Err(error) })
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<crate::store::Counts, crate::StoreError>> {
+        let error = self.error();
+        crate::boxed(async move { Err(error) })
     }
 }
 

@@ -80,7 +80,9 @@ struct HubInner {
 
 impl StatusHub {
     fn lock(&self) -> MutexGuard<'_, HubInner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn get(&self) -> SyncStatus {

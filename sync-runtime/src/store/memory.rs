@@ -30,7 +30,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied batch (apply validates
         // before it mutates), so the data behind a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -87,7 +89,11 @@ impl State {
             }
         }
         if let Some(b) = batch.bury {
-            if let Some(action) = self.seq_of.remove(&b.id).and_then(|s| self.queue.remove(&s)) {
+            if let Some(action) = self
+                .seq_of
+                .remove(&b.id)
+                .and_then(|s| self.queue.remove(&s))
+            {
                 self.dead.push(DeadLetter {
                     action,
                     reason: b.reason,
@@ -99,12 +105,23 @@ impl State {
         if let Some((id, now)) = batch.revive {
             if let Some(pos) = self.dead.iter().position(|d| d.action.id == id) {
                 let mut action = self.dead.remove(pos).action;
-                action.seq = self.take_seq();
-                action.retries = 0;
-                action.next_attempt_at = now;
-                action.last_error = None;
-                self.seq_of.insert(action.id, action.seq);
-                self.queue.insert(action.seq, action);
+                // The queue keeps at most one copy of a call and of a query: if the same one
+                // was queued again meanwhile, reviving just drops the dead letter.
+                let duplicate = self.seq_of.contains_key(&action.id)
+                    || (action.kind == ActionKind::Query
+                        && self.queue.values().any(|q| {
+                            q.kind == ActionKind::Query
+                                && q.name == action.name
+                                && q.params == action.params
+                        }));
+                if !duplicate {
+                    action.seq = self.take_seq();
+                    action.retries = 0;
+                    action.next_attempt_at = now;
+                    action.last_error = None;
+                    self.seq_of.insert(action.id, action.seq);
+                    self.queue.insert(action.seq, action);
+                }
             }
         }
         if let Some(id) = batch.discard {
@@ -113,9 +130,9 @@ impl State {
         if let Some(new) = batch.enqueue {
             let existing = (new.kind == ActionKind::Query)
                 .then(|| {
-                    self.queue
-                        .values()
-                        .find(|q| q.kind == ActionKind::Query && q.name == new.name && q.params == new.params)
+                    self.queue.values().find(|q| {
+                        q.kind == ActionKind::Query && q.name == new.name && q.params == new.params
+                    })
                 })
                 .flatten();
             if let Some(existing) = existing {
@@ -184,7 +201,12 @@ impl Store for MemoryStore {
             .lock()
             .data
             .get(collection)
-            .map(|records| records.iter().map(|(k, r)| (k.clone(), r.clone())).collect())
+            .map(|records| {
+                records
+                    .iter()
+                    .map(|(k, r)| (k.clone(), r.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         boxed(async move { Ok(records) })
     }

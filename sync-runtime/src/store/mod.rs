@@ -5,9 +5,18 @@
 //! [`Store::apply`], which applies one [`Batch`] atomically, so "write the server's answer and
 //! delete the queued record" is one transaction wherever the backend allows it.
 
+pub mod conformance;
+#[cfg(target_arch = "wasm32")]
+mod indexeddb;
 mod memory;
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+mod sqlite;
 
+#[cfg(target_arch = "wasm32")]
+pub use indexeddb::IndexedDbStore;
 pub use memory::MemoryStore;
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 use crate::{ActionId, ActionKind, BoxFuture, MaybeSend, MaybeSync, StoreError, Timestamp};
 use core::fmt;

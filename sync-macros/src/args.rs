@@ -1,0 +1,221 @@
+//! The attribute's arguments: `#[offline_action(name = "...", version = N, query, local = path,
+//! params = Ident, crate = path)]`.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ExprPath, Ident, Lit, LitInt, LitStr, Path, Token};
+
+use crate::valid::Errors;
+
+/// The keys the attribute understands, in the order the documentation lists them.
+const KEYS: &str = "`name`, `version`, `query`, `local`, `params`, `crate`";
+
+/// The parsed attribute. Every field is `None` when its key was not given.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// `name = "..."`: the stable name the action is queued under.
+    pub name: Option<LitStr>,
+    /// `version = N`: stored with each queued call.
+    pub version: Option<Version>,
+    /// `query`: the action reads rather than writes.
+    pub query: Option<Ident>,
+    /// `local = path`: the user's offline handler.
+    pub local: Option<Path>,
+    /// `params = Ident`: the name of the generated parameters struct.
+    pub params: Option<Ident>,
+    /// `crate = path`: where `sync_runtime` is, for crates that re-export it.
+    pub krate: Option<Path>,
+}
+
+/// A checked `version = N`.
+pub(crate) struct Version {
+    /// The version number, at least 1.
+    pub value: u32,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl Parse for Args {
+    /// Reads `key` and `key = value` pairs separated by commas. Syntax errors stop at once;
+    /// wrong keys and values are collected, so one build reports them all.
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut args = Args::default();
+        let mut errors = Errors::default();
+        while !input.is_empty() {
+            let key = input.call(Ident::parse_any).map_err(|error| {
+                syn::Error::new(error.span(), format!("expected an argument: one of {KEYS}"))
+            })?;
+            let value = if input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                Some(input.parse::<Expr>()?)
+            } else {
+                None
+            };
+            if let Err(error) = args.set(&key, value) {
+                errors.push(error);
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        errors.finish()?;
+        Ok(args)
+    }
+}
+
+impl Args {
+    /// Stores one `key [= value]`, checking the value.
+    fn set(&mut self, key: &Ident, value: Option<Expr>) -> syn::Result<()> {
+        let name = key.unraw().to_string();
+        let seen = match name.as_str() {
+            "name" => self.name.is_some(),
+            "version" => self.version.is_some(),
+            "query" => self.query.is_some(),
+            "local" => self.local.is_some(),
+            "params" => self.params.is_some(),
+            "crate" => self.krate.is_some(),
+            _ => {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown `offline_action` argument `{name}`; expected one of {KEYS}"),
+                ))
+            }
+        };
+        if seen {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("`{name}` is repeated; give it once"),
+            ));
+        }
+        match name.as_str() {
+            "name" => self.name = Some(action_name(key, value)?),
+            "version" => self.version = Some(version(key, value)?),
+            "query" => self.query = Some(flag(key, value)?),
+            "local" => self.local = Some(local(key, value)?),
+            "params" => self.params = Some(params(key, value)?),
+            _ => self.krate = Some(krate(key, value)?),
+        }
+        Ok(())
+    }
+}
+
+/// `name = "..."`: a non-empty string of ASCII letters, digits and `_ . : / -`.
+fn action_name(key: &Ident, value: Option<Expr>) -> syn::Result<LitStr> {
+    let message = "`name` takes a string, like `name = \"products.add\"`";
+    let lit = match required(key, value, message)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => lit,
+        other => return Err(syn::Error::new_spanned(other, message)),
+    };
+    let text = lit.value();
+    if text.is_empty() {
+        return Err(syn::Error::new(
+            lit.span(),
+            "the action name cannot be empty",
+        ));
+    }
+    if let Some(bad) = text.chars().find(|&c| !is_name_char(c)) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "the action name cannot contain {bad:?}: use ASCII letters, digits and `_ . : / -`"
+            ),
+        ));
+    }
+    Ok(lit)
+}
+
+/// Whether `c` may appear in an action name, which ends up in storage keys and logs.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-')
+}
+
+/// `version = N`: an integer literal from 1 to `u32::MAX`.
+fn version(key: &Ident, value: Option<Expr>) -> syn::Result<Version> {
+    let message = "`version` takes a whole number from 1 up, like `version = 2`";
+    let lit = match required(key, value, message)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => lit,
+        other => return Err(syn::Error::new_spanned(other, message)),
+    };
+    let value = parse_u32(&lit)?;
+    if value == 0 {
+        return Err(syn::Error::new(
+            lit.span(),
+            "`version` starts at 1; 0 is not a version",
+        ));
+    }
+    Ok(Version {
+        value,
+        span: lit.span(),
+    })
+}
+
+/// Reads an unsuffixed or `u32` literal as a `u32`.
+fn parse_u32(lit: &LitInt) -> syn::Result<u32> {
+    if !matches!(lit.suffix(), "" | "u32") {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`version` is a `u32`; remove the `{}` suffix", lit.suffix()),
+        ));
+    }
+    lit.base10_parse::<u32>()
+        .map_err(|_| syn::Error::new(lit.span(), "`version` must fit in a `u32`"))
+}
+
+/// `query`: a bare flag.
+fn flag(key: &Ident, value: Option<Expr>) -> syn::Result<Ident> {
+    match value {
+        None => Ok(key.clone()),
+        Some(value) => Err(syn::Error::new_spanned(
+            value,
+            "`query` takes no value: write `#[offline_action(query)]`, and leave it out for a mutation",
+        )),
+    }
+}
+
+/// `local = path`: the path of the offline handler.
+fn local(key: &Ident, value: Option<Expr>) -> syn::Result<Path> {
+    let message = "`local` takes the path of an `async fn`, like `local = add_product_locally`";
+    plain_path(required(key, value, message)?, message)
+}
+
+/// `params = Ident`: the name of the parameters struct.
+fn params(key: &Ident, value: Option<Expr>) -> syn::Result<Ident> {
+    let message =
+        "`params` takes the name of the struct to generate, like `params = NewProductArgs`";
+    let path = plain_path(required(key, value, message)?, message)?;
+    match path.get_ident() {
+        Some(ident) => Ok(ident.clone()),
+        None => Err(syn::Error::new_spanned(path, message)),
+    }
+}
+
+/// `crate = path`: where the runtime crate is.
+fn krate(key: &Ident, value: Option<Expr>) -> syn::Result<Path> {
+    let message =
+        "`crate` takes the path of the `sync_runtime` crate, like `crate = ::my_sdk::sync`";
+    plain_path(required(key, value, message)?, message)
+}
+
+/// The value of a key that needs one, or an error on the key.
+fn required(key: &Ident, value: Option<Expr>, message: &str) -> syn::Result<Expr> {
+    value.ok_or_else(|| syn::Error::new(key.span(), message))
+}
+
+/// A path expression without attributes or a `<T as Trait>::` qualifier.
+fn plain_path(value: Expr, message: &str) -> syn::Result<Path> {
+    match value {
+        Expr::Path(ExprPath {
+            attrs,
+            qself: None,
+            path,
+        }) if attrs.is_empty() => Ok(path),
+        other => Err(syn::Error::new(other.span(), message)),
+    }
+}

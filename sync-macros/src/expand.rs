@@ -1,0 +1,538 @@
+//! Writes the expansion: the rewritten function, its parameters struct, its action type and
+//! the action's registration. Falls back to the function as written when a check fails.
+
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, Ident, Item, ItemFn, LitInt, LitStr, Pat, PatIdent, PatType, Path};
+
+use crate::args::Args;
+use crate::signature::{self, source_text, ActionFn, Arg, Shape};
+use crate::valid::{self, Errors};
+
+/// Runs the whole pipeline. On any error, returns the item as written followed by the errors,
+/// the way tokio-macros does, so callers and IDEs see only the real problem.
+pub(crate) fn offline_action(args: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(args, item.clone()) {
+        Ok(expanded) => expanded,
+        Err(error) => {
+            let mut tokens = item;
+            tokens.extend(error.into_compile_error());
+            tokens
+        }
+    }
+}
+
+/// Parses, lowers and checks, collecting every error, then writes the expansion.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    let args = errors.check(syn::parse2::<Args>(args));
+    let func = errors.check(parse_fn(item)).map(signature::lower);
+    if let Some(func) = &func {
+        errors.check(valid::check(func));
+    }
+    errors.finish()?;
+    let (Some(args), Some(func)) = (args, func) else {
+        unreachable!("a step that produced nothing has pushed an error");
+    };
+    Ok(Expansion::new(&args, &func).into_token_stream())
+}
+
+/// Parses the item as a function, or explains that the attribute belongs on one.
+fn parse_fn(item: TokenStream) -> syn::Result<ItemFn> {
+    syn::parse2::<ItemFn>(item.clone()).map_err(|_| {
+        let span = match syn::parse2::<Item>(item) {
+            Ok(Item::Struct(item)) => item.struct_token.span,
+            Ok(Item::Enum(item)) => item.enum_token.span,
+            Ok(Item::Union(item)) => item.union_token.span,
+            Ok(Item::Trait(item)) => item.trait_token.span,
+            Ok(Item::Impl(item)) => item.impl_token.span,
+            Ok(Item::Mod(item)) => item.mod_token.span,
+            Ok(Item::Const(item)) => item.const_token.span,
+            Ok(Item::Static(item)) => item.static_token.span,
+            Ok(Item::Type(item)) => item.type_token.span,
+            Ok(Item::Use(item)) => item.use_token.span,
+            Ok(Item::ForeignMod(item)) => item.abi.extern_token.span,
+            Ok(item) => item.span(),
+            Err(_) => Span::call_site(),
+        };
+        syn::Error::new(
+            span,
+            "`#[offline_action]` goes on an `async fn` with a body",
+        )
+    })
+}
+
+/// Everything the generated items share.
+struct Expansion<'a> {
+    /// The checked function.
+    func: &'a ActionFn,
+    /// The path of the runtime crate, `::sync_runtime` unless `crate = ...` says otherwise.
+    krate: TokenStream,
+    /// The action's stable name.
+    name: LitStr,
+    /// The action's version, an unsuffixed literal.
+    version: LitInt,
+    /// `true` for `query`.
+    query: bool,
+    /// The user's local handler.
+    local: Option<&'a Path>,
+    /// The parameters struct.
+    params: Ident,
+    /// The action type.
+    action: Ident,
+    /// The function's return type.
+    output: TokenStream,
+    /// Where the return type starts: generated code that names the action's result types is
+    /// spanned there, so a return type that does not fit is reported on it.
+    output_span: Span,
+}
+
+impl<'a> Expansion<'a> {
+    /// Resolves names and defaults.
+    fn new(args: &'a Args, func: &'a ActionFn) -> Self {
+        let ident = func.ident();
+        let fn_name = ident.unraw().to_string();
+        let pascal = pascal_case(&fn_name);
+        Expansion {
+            func,
+            krate: args
+                .krate
+                .as_ref()
+                .map_or_else(|| quote!(::sync_runtime), ToTokens::to_token_stream),
+            name: args
+                .name
+                .clone()
+                .unwrap_or_else(|| LitStr::new(&fn_name, ident.span())),
+            version: args.version.as_ref().map_or_else(
+                || LitInt::new("1", Span::call_site()),
+                |version| LitInt::new(&version.value.to_string(), version.span),
+            ),
+            query: args.query.is_some(),
+            local: args.local.as_ref(),
+            params: args
+                .params
+                .clone()
+                .unwrap_or_else(|| format_ident!("{pascal}Params", span = ident.span())),
+            action: format_ident!("{pascal}Action", span = ident.span()),
+            // `valid::check` has made sure there is a return type.
+            output: func.output.to_token_stream(),
+            output_span: func.output.span(),
+        }
+    }
+
+    /// `::sync_runtime::__private` with every token at `span`, so errors raised through the
+    /// hidden traits point at the user's code.
+    fn private(&self, span: Span) -> TokenStream {
+        let krate = respan(self.krate.clone(), span);
+        quote_spanned!(span=> #krate::__private)
+    }
+
+    /// The function, now routing every call through the sync service.
+    fn function(&self) -> TokenStream {
+        let func = self.func;
+        let mut sig = func.sig.clone();
+        sig.inputs = func
+            .args()
+            .map(|arg| {
+                FnArg::Typed(PatType {
+                    attrs: Vec::new(),
+                    pat: Box::new(Pat::Ident(PatIdent {
+                        attrs: Vec::new(),
+                        by_ref: None,
+                        mutability: None,
+                        ident: hidden(&arg.ident()),
+                        subpat: None,
+                    })),
+                    colon_token: syn::token::Colon::default(),
+                    ty: arg.ty.clone(),
+                })
+            })
+            .collect();
+        let attrs = &func.attrs;
+        let vis = &func.vis;
+        let private = self.private(self.output_span);
+        let action = &self.action;
+        let params = &self.params;
+        let fields = func.args().map(|arg| {
+            let field = arg.ident();
+            let value = hidden(&field);
+            if let Shape::Owned = arg.shape {
+                quote!(#field: #value)
+            } else {
+                quote!(#field: ::std::borrow::ToOwned::to_owned(#value))
+            }
+        });
+        // Spanned at the return type, like everything that names the action's result types:
+        // a return type that does not fit is then reported once, there.
+        let call = quote_spanned! {self.output_span=>
+            #private::SyncService::current()
+                .execute_action::<#action>(#params { #(#fields),* })
+                .await
+        };
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                #call
+            }
+        }
+    }
+
+    /// The struct the arguments are queued in.
+    fn params_struct(&self) -> TokenStream {
+        let vis = &self.func.vis;
+        let cfgs = self.cfgs();
+        let private = self.private(Span::call_site());
+        let serde_crate = format!("{}::__private::serde", source_text(&self.krate));
+        let doc = format!(
+            " The arguments of [`{}`], as queued for replay.",
+            self.func.ident()
+        );
+        let params = &self.params;
+        let fields = self.func.args().map(|arg| {
+            let field = arg.ident();
+            let ty = field_type(arg);
+            let docs = if arg.attrs.iter().any(|attr| attr.path().is_ident("doc")) {
+                TokenStream::new()
+            } else {
+                let doc = format!(
+                    " The `{}` argument of [`{}`].",
+                    field.unraw(),
+                    self.func.ident()
+                );
+                quote!(#[doc = #doc])
+            };
+            let attrs = &arg.attrs;
+            let bound = queueable_bound(&ty, &private, arg.ty.span());
+            quote! {
+                #docs
+                #(#attrs)*
+                #bound
+                #vis #field: #ty
+            }
+        });
+        // The fields are the arguments: a leading `_` marks one the body ignores, not a private
+        // field, and the field must stay public for callers to build the struct.
+        let underscore_fields = self
+            .func
+            .args()
+            .any(|arg| arg.ident().unraw().to_string().starts_with('_'))
+            .then(|| quote!(#[allow(clippy::pub_underscore_fields)]));
+        quote! {
+            #[doc = #doc]
+            #(#cfgs)*
+            #underscore_fields
+            #[derive(
+                ::core::clone::Clone,
+                ::core::fmt::Debug,
+                #private::serde::Serialize,
+                #private::serde::Deserialize,
+            )]
+            #[serde(crate = #serde_crate)]
+            #vis struct #params {
+                #(#fields,)*
+            }
+        }
+    }
+
+    /// The zero-sized action type.
+    fn action_type(&self) -> TokenStream {
+        let vis = &self.func.vis;
+        let cfgs = self.cfgs();
+        let doc = format!(" The offline action behind [`{}`].", self.func.ident());
+        let action = &self.action;
+        quote! {
+            #[doc = #doc]
+            #(#cfgs)*
+            #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
+            #vis struct #action;
+        }
+    }
+
+    /// The `Action` impl: name, version, kind, types, the online and the offline path.
+    fn action_impl(&self) -> TokenStream {
+        let cfgs = self.cfgs();
+        let private = self.private(Span::call_site());
+        let action = &self.action;
+        let params = &self.params;
+        let name = &self.name;
+        let version = &self.version;
+        let kind = if self.query {
+            quote!(Query)
+        } else {
+            quote!(Mutation)
+        };
+        // Spanned at the return type, so a type that is not a fitting `Result` is reported there.
+        let output = &self.output;
+        let result = self.private(self.output_span);
+        let result_types = quote_spanned! {self.output_span=>
+            type Output = <#output as #result::ActionResult>::Ok;
+            type Error = <#output as #result::ActionResult>::Err;
+        };
+        // The parameters struct is `Serialize + Deserialize` only when every argument type is
+        // queueable (see `params_struct`); this is where that is required, so an argument type
+        // that is not is reported here, on the argument list, naming the type.
+        let mut params_at_args = params.clone();
+        params_at_args.set_span(self.func.sig.paren_token.span.join());
+        let server = self.server();
+        let local = self.local();
+        quote! {
+            #(#cfgs)*
+            impl #private::Action for #action {
+                const NAME: &'static str = #name;
+                const VERSION: u32 = #version;
+                const KIND: #private::ActionKind = #private::ActionKind::#kind;
+                type Params = #params_at_args;
+                #result_types
+                #server
+                #local
+            }
+        }
+    }
+
+    /// The type both paths return: a future of the function's return type.
+    fn future(&self) -> TokenStream {
+        let private = self.private(self.output_span);
+        let output = &self.output;
+        quote_spanned! {self.output_span=>
+            impl ::core::future::Future<Output = #output> + #private::MaybeSend
+        }
+    }
+
+    /// `Action::server`: the function's body, run on the arguments taken back out of the
+    /// parameters struct.
+    fn server(&self) -> TokenStream {
+        let future = self.future();
+        let params = &self.params;
+        let body = &self.func.body.stmts;
+        let lints = self.func.attrs.iter().filter_map(lint_for_body);
+        let params_var = Ident::new("params", Span::mixed_site());
+        let (input, unpack) = if self.func.args().next().is_none() {
+            (quote!(_), TokenStream::new())
+        } else {
+            let bindings = self
+                .func
+                .args()
+                .map(|arg| match (&arg.shape, &arg.binding) {
+                    (Shape::Owned, Some(binding)) => {
+                        let mutability = &binding.mutability;
+                        let ident = &binding.ident;
+                        quote!(#mutability #ident)
+                    }
+                    _ => arg.ident().to_token_stream(),
+                });
+            // Borrowed arguments are borrowed again from their owned fields, so the body sees
+            // the types it was written for.
+            let borrows = self.func.args().filter_map(|arg| {
+                let (Shape::Str(reference)
+                | Shape::Slice(reference, _)
+                | Shape::Borrowed(reference, _)) = &arg.shape
+                else {
+                    return None;
+                };
+                let and = &reference.and_token;
+                let elem = &reference.elem;
+                let mutability = arg.binding.as_ref().and_then(|binding| binding.mutability);
+                let ident = arg.ident();
+                Some(quote! {
+                    let #mutability #ident: #and #elem = ::core::borrow::Borrow::borrow(&#ident);
+                })
+            });
+            (
+                params_var.to_token_stream(),
+                quote! {
+                    let #params { #(#bindings),* } = #params_var;
+                    #(#borrows)*
+                },
+            )
+        };
+        quote! {
+            #(#lints)*
+            fn server(#input: #params) -> #future {
+                async move {
+                    #unpack
+                    #(#body)*
+                }
+            }
+        }
+    }
+
+    /// `Action::local`: the user's handler, or the generated stub.
+    fn local(&self) -> TokenStream {
+        let future = self.future();
+        let params = &self.params;
+        let params_var = Ident::new("params", Span::mixed_site());
+        let Some(handler) = self.local else {
+            let private = self.private(Span::call_site());
+            let stub = if self.query {
+                quote!(cached_response)
+            } else {
+                quote!(queued)
+            };
+            return quote! {
+                fn local(#params_var: #params) -> #future {
+                    #private::#stub::<Self>(#params_var)
+                }
+            };
+        };
+        // Spanned at the handler's path, so a handler of the wrong shape is reported there.
+        let span = handler.span();
+        let private = self.private(span);
+        let fields = self.func.args().map(Arg::ident);
+        let input = if self.func.args().next().is_none() {
+            quote!(_)
+        } else {
+            params_var.to_token_stream()
+        };
+        // The argument types are spelled out, so a handler taking others is reported against
+        // them rather than as a mismatch inside the generated call; its result type is inferred
+        // and then checked, once, against the function's.
+        let types = self.func.args().map(field_type);
+        let call = quote_spanned! {span=>
+            #private::call_local::<_, (#(#types,)*), _>(#handler, (#(#params_var.#fields,)*))
+        };
+        quote! {
+            fn local(#input: #params) -> #future {
+                #call
+            }
+        }
+    }
+
+    /// The registration that lets replay find the action by name, even after a restart.
+    fn registration(&self) -> TokenStream {
+        let cfgs = self.cfgs();
+        let action = &self.action;
+        // Spanned at the function's name, so `line!()` is the line of the definition.
+        let span = self.func.ident().span();
+        let private = self.private(span);
+        let submit = quote_spanned! {span=>
+            #private::inventory::submit! {
+                #private::Registration::new::<#action>(
+                    ::core::module_path!(),
+                    ::core::file!(),
+                    ::core::line!(),
+                )
+            }
+        };
+        quote! {
+            #(#cfgs)*
+            #submit
+        }
+    }
+
+    /// The function's `#[cfg(...)]` attributes, which the generated items share.
+    fn cfgs(&self) -> impl Iterator<Item = &Attribute> {
+        self.func
+            .attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("cfg"))
+    }
+}
+
+impl ToTokens for Expansion<'_> {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        tokens.extend(self.function());
+        tokens.extend(self.params_struct());
+        tokens.extend(self.action_type());
+        tokens.extend(self.action_impl());
+        tokens.extend(self.registration());
+    }
+}
+
+/// The field type that owns what the argument borrows.
+fn field_type(arg: &Arg) -> TokenStream {
+    let span = arg.ty.span();
+    match &arg.shape {
+        Shape::Str(_) => quote_spanned!(span=> ::std::string::String),
+        Shape::Slice(_, elem) => quote_spanned!(span=> ::std::vec::Vec<#elem>),
+        Shape::Borrowed(_, elem) => {
+            quote_spanned!(span=> <#elem as ::std::borrow::ToOwned>::Owned)
+        }
+        Shape::Owned | Shape::MutRef(_) => arg.ty.to_token_stream(),
+    }
+}
+
+/// `#[serde(bound = "for<'__a> Ty: ActionArg")]` for a field: the argument's check.
+///
+/// Serde's impls then hold only for queueable argument types, so a type that is not queueable
+/// gets one error, with `ActionArg`'s message, where `Action::Params` requires them, instead of
+/// errors from inside serde's derived code. The `for<'__a>` keeps rustc from rejecting the bound
+/// on the impl itself when it does not hold ("trivial bounds"). The string is spanned at the
+/// argument's type, where the error's label points; types naming `$crate` cannot be written in
+/// a string and keep serde's own checks.
+fn queueable_bound(ty: &TokenStream, private: &TokenStream, span: Span) -> TokenStream {
+    let ty = source_text(ty);
+    if ty.contains("$crate") {
+        return TokenStream::new();
+    }
+    let bound = LitStr::new(
+        &format!("for<'__a> {ty}: {}::ActionArg", source_text(private)),
+        span,
+    );
+    quote!(#[serde(bound = #bound)])
+}
+
+/// The function's lint attribute as it applies to the body in `Action::server`.
+///
+/// `#[expect(...)]` becomes `#[allow(...)]` there: the function keeps the original, and an
+/// expectation fulfilled in only one of the two places would warn in the other.
+fn lint_for_body(attr: &Attribute) -> Option<Attribute> {
+    let path = attr.path();
+    if ["allow", "warn", "deny", "forbid"]
+        .iter()
+        .any(|lint| path.is_ident(lint))
+    {
+        return Some(attr.clone());
+    }
+    if !path.is_ident("expect") {
+        return None;
+    }
+    let mut allow = attr.clone();
+    if let syn::Meta::List(list) = &mut allow.meta {
+        list.path = Ident::new("allow", list.path.span()).into();
+    }
+    Some(allow)
+}
+
+/// The same name, bound with `Span::mixed_site()` hygiene: the rewritten function's parameters
+/// are only read by generated code, and clippy leaves bindings from macros alone.
+fn hidden(ident: &Ident) -> Ident {
+    let mut hidden = ident.clone();
+    hidden.set_span(Span::mixed_site().located_at(ident.span()));
+    hidden
+}
+
+/// `add_product` → `AddProduct`.
+pub(crate) fn pascal_case(snake: &str) -> String {
+    let mut pascal = String::with_capacity(snake.len());
+    for word in snake.split('_').filter(|word| !word.is_empty()) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            pascal.extend(first.to_uppercase());
+            pascal.push_str(chars.as_str());
+        }
+    }
+    // `_1st` would give `1st`, which cannot start an identifier.
+    if !pascal.starts_with(|c: char| c.is_alphabetic()) {
+        pascal.insert_str(0, "Fn");
+    }
+    pascal
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &mut token {
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                *group = respanned;
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}

@@ -1,0 +1,205 @@
+//! Lowers the annotated function into a model of what the expansion needs: its arguments,
+//! how each one is stored, its return type and its body.
+//!
+//! Lowering never fails: whatever the macro cannot support is kept as written, for
+//! [`valid`](crate::valid) to report with a precise span.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::{
+    AttrStyle, Attribute, Block, FnArg, Ident, ItemFn, Pat, PatIdent, Receiver, ReturnType,
+    Signature, Token, Type, TypeReference, Visibility,
+};
+
+/// An `async fn` under `#[offline_action]`.
+pub(crate) struct ActionFn {
+    /// Attributes of the function, inner ones (`#![...]` in the body) turned outer.
+    pub attrs: Vec<Attribute>,
+    /// The function's visibility, shared by the generated types.
+    pub vis: Visibility,
+    /// The signature as written.
+    pub sig: Signature,
+    /// Receivers and arguments, in order.
+    pub inputs: Vec<Input>,
+    /// The return type; `None` when there is no `-> ...`.
+    pub output: Option<Box<Type>>,
+    /// The body: the action's online path.
+    pub body: Box<Block>,
+}
+
+/// One entry of the parameter list.
+pub(crate) enum Input {
+    /// `self`, `&self`, `self: Box<Self>`...: never supported.
+    Receiver(Receiver),
+    /// `pattern: Type`.
+    Arg(Arg),
+}
+
+/// A typed argument.
+pub(crate) struct Arg {
+    /// Its attributes: doc comments and `#[serde(...)]` go to the parameters struct's field.
+    pub attrs: Vec<Attribute>,
+    /// The pattern as written.
+    pub pat: Box<Pat>,
+    /// The name it binds, when the pattern is a plain (maybe `mut`) name.
+    pub binding: Option<Binding>,
+    /// The type as written.
+    pub ty: Box<Type>,
+    /// How the argument is stored in the parameters struct.
+    pub shape: Shape,
+}
+
+/// A plain `name` or `mut name` pattern.
+pub(crate) struct Binding {
+    /// `mut`, kept for the body's binding.
+    pub mutability: Option<Token![mut]>,
+    /// The name, which is also the field's name.
+    pub ident: Ident,
+}
+
+/// How an argument's type maps onto an owned field.
+pub(crate) enum Shape {
+    /// An owned value, stored as it is.
+    Owned,
+    /// `&str`, stored as a `String`.
+    Str(TypeReference),
+    /// `&[T]`, stored as a `Vec<T>`; holds `T`.
+    Slice(TypeReference, Box<Type>),
+    /// `&T`, stored as `<T as ToOwned>::Owned`; holds `T`.
+    Borrowed(TypeReference, Box<Type>),
+    /// `&mut T`: never supported.
+    MutRef(TypeReference),
+}
+
+impl Arg {
+    /// The argument's name; a placeholder where the pattern has none, which only a failed
+    /// check can reach.
+    pub fn ident(&self) -> Ident {
+        self.binding.as_ref().map_or_else(
+            || Ident::new("_", Span::call_site()),
+            |binding| binding.ident.clone(),
+        )
+    }
+}
+
+impl ActionFn {
+    /// The function's name.
+    pub fn ident(&self) -> &Ident {
+        &self.sig.ident
+    }
+
+    /// The typed arguments, skipping receivers (which checks have already rejected).
+    pub fn args(&self) -> impl Iterator<Item = &Arg> {
+        self.inputs.iter().filter_map(|input| match input {
+            Input::Arg(arg) => Some(arg),
+            Input::Receiver(_) => None,
+        })
+    }
+}
+
+/// Builds the model of `item`.
+pub(crate) fn lower(item: ItemFn) -> ActionFn {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let attrs = attrs
+        .into_iter()
+        .map(|mut attr| {
+            attr.style = AttrStyle::Outer;
+            attr
+        })
+        .collect();
+    let inputs = sig.inputs.iter().cloned().map(lower_input).collect();
+    let output = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some(ty.clone()),
+    };
+    ActionFn {
+        attrs,
+        vis,
+        sig,
+        inputs,
+        output,
+        body: block,
+    }
+}
+
+/// Lowers one entry of the parameter list.
+fn lower_input(input: FnArg) -> Input {
+    match input {
+        FnArg::Receiver(receiver) => Input::Receiver(receiver),
+        FnArg::Typed(typed) => {
+            let binding = match &*typed.pat {
+                Pat::Ident(PatIdent {
+                    attrs,
+                    by_ref: None,
+                    mutability,
+                    ident,
+                    subpat: None,
+                }) if attrs.is_empty() => Some(Binding {
+                    mutability: *mutability,
+                    ident: ident.clone(),
+                }),
+                _ => None,
+            };
+            Input::Arg(Arg {
+                shape: shape_of(&typed.ty),
+                attrs: typed.attrs,
+                pat: typed.pat,
+                binding,
+                ty: typed.ty,
+            })
+        }
+    }
+}
+
+/// Sorts a type into owned values and the references the macro knows how to own.
+fn shape_of(ty: &Type) -> Shape {
+    let Type::Reference(reference) = ungroup(ty) else {
+        return Shape::Owned;
+    };
+    if reference.mutability.is_some() {
+        return Shape::MutRef(reference.clone());
+    }
+    match ungroup(&reference.elem) {
+        Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => {
+            Shape::Str(reference.clone())
+        }
+        Type::Slice(slice) => Shape::Slice(reference.clone(), slice.elem.clone()),
+        elem => Shape::Borrowed(reference.clone(), Box::new(elem.clone())),
+    }
+}
+
+/// Looks through parentheses and the invisible groups `macro_rules!` puts around `$ty`.
+pub(crate) fn ungroup(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => ungroup(&group.elem),
+        Type::Paren(paren) => ungroup(&paren.elem),
+        other => other,
+    }
+}
+
+/// Tokens as source text, without the spaces token printing puts between every token.
+pub(crate) fn source_text(tokens: &impl ToTokens) -> String {
+    const TIGHTEN: &[(&str, &str)] = &[
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        ("& ", "&"),
+    ];
+    TIGHTEN
+        .iter()
+        .fold(tokens.to_token_stream().to_string(), |text, (from, to)| {
+            text.replace(from, to)
+        })
+}

@@ -1,0 +1,360 @@
+//! Snapshot tests: parse → expand → pretty-print, and the errors of bad inputs with where
+//! they point.
+
+use std::fmt::Write as _;
+
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
+
+/// Splits `source`, an item starting with `#[offline_action(...)]`, into the attribute's
+/// arguments and the item, keeping spans that point into `source`.
+fn split(source: &str) -> (TokenStream, TokenStream) {
+    let mut tokens = source
+        .parse::<TokenStream>()
+        .expect("test input must tokenize")
+        .into_iter();
+    let (Some(TokenTree::Punct(pound)), Some(TokenTree::Group(attr))) =
+        (tokens.next(), tokens.next())
+    else {
+        panic!("test input must start with `#[offline_action...]`");
+    };
+    assert_eq!(pound.as_char(), '#');
+    assert_eq!(attr.delimiter(), Delimiter::Bracket);
+    let mut attr = attr.stream().into_iter();
+    assert!(matches!(attr.next(), Some(TokenTree::Ident(name)) if name == "offline_action"));
+    let args = match attr.next() {
+        Some(TokenTree::Group(args)) => args.stream(),
+        None => TokenStream::new(),
+        Some(other) => panic!("unexpected `{other}` in the attribute"),
+    };
+    (args, tokens.collect())
+}
+
+/// The expansion of `source`, pretty-printed.
+fn expand(source: &str) -> String {
+    let (args, item) = split(source);
+    let expanded = crate::expand::offline_action(args, item);
+    let file = syn::parse_file(&expanded.to_string()).expect("the expansion must parse");
+    prettyplease::unparse(&file)
+}
+
+/// The errors for `source`, each shown under the line it points at.
+fn errors(source: &str) -> String {
+    let (args, item) = split(source);
+    let Err(error) = crate::expand::expand(args, item) else {
+        panic!("expected errors for:\n{source}");
+    };
+    let lines: Vec<&str> = source.lines().collect();
+    let mut out = String::new();
+    for error in error {
+        let span = error.span();
+        let (start, end) = (span.start(), span.end());
+        let line = lines[start.line - 1];
+        let width = if end.line == start.line {
+            end.column.saturating_sub(start.column).max(1)
+        } else {
+            line.len() - start.column
+        };
+        writeln!(out, "error: {error}").unwrap();
+        writeln!(out, "  --> {}:{}", start.line, start.column + 1).unwrap();
+        writeln!(out, "   | {line}").unwrap();
+        writeln!(
+            out,
+            "   | {}{}\n",
+            " ".repeat(start.column),
+            "^".repeat(width)
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// Snapshots the expansion of a source file-like string.
+macro_rules! expansion {
+    ($name:ident, $source:expr) => {
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(expand($source));
+        }
+    };
+}
+
+/// Snapshots the errors of a bad input.
+macro_rules! rejects {
+    ($name:ident, $source:expr) => {
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(errors($source));
+        }
+    };
+}
+
+expansion!(
+    mutation,
+    r#"
+#[offline_action]
+/// Adds a product.
+pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
+    api::post(&tenant_id, &product).await
+}
+"#
+);
+
+expansion!(
+    query,
+    r#"
+#[offline_action(query)]
+pub async fn get_products(business_type: String, tenant_id: String) -> Result<Vec<Product>, AppError> {
+    api::get(&format!("/products?type={business_type}&tenant={tenant_id}")).await
+}
+"#
+);
+
+expansion!(
+    local_handler,
+    r#"
+#[offline_action(local = add_product_locally)]
+/// Adds.
+pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
+    api::post("/products", &product).await
+}
+"#
+);
+
+expansion!(
+    borrowed_arguments,
+    r#"
+#[offline_action(local = store::rename_locally)]
+pub(crate) async fn rename(id: &str, mut tags: &[Tag], product: &Product, note: &'static str) -> Result<(), AppError> {
+    tags = &tags[1..];
+    api::rename(id, tags, product, note).await
+}
+"#
+);
+
+expansion!(
+    zero_arguments,
+    r#"
+#[offline_action(query)]
+async fn ping() -> Result<(), AppError> {
+    api::ping().await
+}
+"#
+);
+
+expansion!(
+    zero_arguments_with_local_handler,
+    r#"
+#[offline_action(local = ping_locally)]
+async fn ping() -> Result<(), AppError> {
+    api::ping().await
+}
+"#
+);
+
+expansion!(
+    overrides,
+    r#"
+#[offline_action(name = "catalog.products/add-v2", version = 3, params = NewProductArgs, crate = ::my_sdk::sync)]
+pub async fn r#add_product(mut product: NewProduct) -> Result<Product, AppError> {
+    product.name = product.name.trim().to_owned();
+    api::post("/products", &product).await
+}
+"#
+);
+
+expansion!(
+    result_alias,
+    r#"
+#[offline_action]
+pub async fn archive(id: u64) -> AppResult<Archived> {
+    let archived = api::archive(id).await?;
+    Ok(archived)
+}
+"#
+);
+
+expansion!(
+    attributes,
+    r#"
+#[offline_action]
+/// Sets the price.
+///
+/// # Errors
+/// When the server refuses.
+#[cfg(feature = "prices")]
+#[allow(clippy::cast_possible_truncation)]
+#[expect(clippy::float_cmp)]
+#[must_use = "the price may not be set"]
+pub async fn set_price(
+    /// The product to change.
+    id: u64,
+    /// The new price, in cents.
+    #[serde(default)]
+    cents: u64,
+    _reason: String,
+) -> Result<(), AppError> {
+    #![allow(unused_variables)]
+    api::set_price(id, cents as u32).await
+}
+"#
+);
+
+#[test]
+fn errors_keep_the_function_as_written() {
+    insta::assert_snapshot!(expand(
+        r#"
+#[offline_action(nmae = "x")]
+pub fn add(a: u8) -> Result<u8, AppError> {
+    Ok(a)
+}
+"#
+    ));
+}
+
+rejects!(
+    not_async,
+    r#"
+#[offline_action]
+pub fn add_product(product: NewProduct) -> Result<Product, AppError> { todo!() }
+"#
+);
+
+rejects!(
+    every_header_error,
+    r#"
+#[offline_action]
+#[sync_runtime::offline_action]
+pub const unsafe extern "C" fn add<'a, T: Clone>(x: T, ...) -> Result<T, AppError> where T: Copy { todo!() }
+"#
+);
+
+rejects!(
+    lifetime_parameters,
+    r#"
+#[offline_action]
+pub async fn add<'a>(name: &'a str) -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    where_clause,
+    r#"
+#[offline_action]
+pub async fn add(name: String) -> Result<(), AppError> where String: Clone { todo!() }
+"#
+);
+
+rejects!(
+    receivers,
+    r#"
+#[offline_action]
+pub async fn add(&self, name: String) -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    patterns,
+    r#"
+#[offline_action]
+pub async fn add(_: u8, (a, b): (u8, u8), ref c: u8, d @ 1..=3: u8, #[allow(unused)] e: u8) -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    argument_types,
+    r#"
+#[offline_action]
+pub async fn add(a: &mut Vec<u8>, b: impl Into<String>, c: Cow<'a, str>, d: Vec<&str>, e: &'a str, f: Cow<'_, str>, g: &'static str, h: Box<dyn Fn(&str)>) -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    return_types,
+    r#"
+#[offline_action]
+pub async fn add() -> Result<impl Serialize, AppError> { todo!() }
+"#
+);
+
+rejects!(
+    borrowed_return_type,
+    r#"
+#[offline_action]
+pub async fn add(name: &str) -> Result<&str, AppError> { todo!() }
+"#
+);
+
+rejects!(
+    missing_return_type,
+    r#"
+#[offline_action]
+pub async fn add(name: String) { todo!() }
+"#
+);
+
+rejects!(
+    not_a_function,
+    r#"
+#[offline_action]
+pub struct Product { name: String }
+"#
+);
+
+rejects!(
+    unknown_and_repeated_keys,
+    r#"
+#[offline_action(query, nmae = "x", query, local = a, local = b)]
+pub async fn add() -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    bad_values,
+    r#"
+#[offline_action(name = "", version = 0, query = true, local = |x| x, params = a::B, crate = "sync_runtime")]
+pub async fn add() -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    more_bad_values,
+    r#"
+#[offline_action(name = "add product", version = 4294967296, params, crate)]
+pub async fn add() -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    suffixed_version,
+    r#"
+#[offline_action(name = add, version = 2u8)]
+pub async fn add() -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    argument_syntax,
+    r#"
+#[offline_action(query local = a)]
+pub async fn add() -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    errors_from_arguments_and_function_together,
+    r#"
+#[offline_action(nmae = "x")]
+pub fn add(self) -> Result<(), AppError> { todo!() }
+"#
+);
+
+#[test]
+fn pascal_case() {
+    use crate::expand::pascal_case;
+    assert_eq!(pascal_case("add_product"), "AddProduct");
+    assert_eq!(pascal_case("get_v2_items"), "GetV2Items");
+    assert_eq!(pascal_case("_private__thing_"), "PrivateThing");
+    assert_eq!(pascal_case("fetchAll"), "FetchAll");
+    assert_eq!(pascal_case("_1st"), "Fn1st");
+    assert_eq!(pascal_case("ćwiczenie"), "Ćwiczenie");
+}

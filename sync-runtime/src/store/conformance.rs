@@ -1,0 +1,1634 @@
+//! The tests every [`Store`] backend runs: a new backend is done when it passes them.
+//!
+//! The in-memory store ([`MemoryStore`](super::MemoryStore)) is the reference; these cases
+//! pin down what the rest of the runtime relies on: the queue's order and sequence numbers,
+//! query dedupe, retries and dead letters, atomic batches, last-write-wins, and reads.
+//!
+//! Each case takes a fresh, empty store and panics with a message saying what differed, so it
+//! drops into any test harness. The cases use only the [`Store`] trait: no executor, threads
+//! or file system, so they run on wasm32 too (for example under `wasm-bindgen-test`).
+//!
+//! Run them all with [`run_all`], giving it a way to make a fresh store:
+//!
+//! ```
+//! use sync_runtime::store::{conformance, MemoryStore};
+//!
+//! // In a `#[test]` function:
+//! futures::executor::block_on(conformance::run_all(|| async { MemoryStore::new() }));
+//! ```
+//!
+//! The factory is async because some backends open asynchronously (IndexedDB). A backend
+//! in a file gives each case its own file:
+//!
+//! ```
+//! # #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use sync_runtime::store::{conformance, SqliteStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut n = 0;
+//! futures::executor::block_on(conformance::run_all(|| {
+//!     n += 1;
+//!     let store = SqliteStore::open(dir.path().join(format!("{n}.db"))).expect("open");
+//!     async move { store }
+//! }));
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "sqlite", not(target_arch = "wasm32"))))]
+//! # fn main() {}
+//! ```
+//!
+//! To run one case, or to report each case separately, use [`CASES`].
+
+use super::{
+    Applied, Batch, Bury, Counts, DeadLetter, DeadReason, NewQueued, QueuedAction, Record,
+    Reschedule, Stamp, Store, Write,
+};
+use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError, Timestamp};
+use core::fmt;
+use core::future::Future;
+
+/// One conformance case.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The case's name, the same as its function's.
+    pub name: &'static str,
+    test: for<'a> fn(&'a dyn Store) -> BoxFuture<'a, ()>,
+}
+
+impl Case {
+    /// Runs the case against `store`, which must be fresh and empty. Panics if the store
+    /// does not conform.
+    pub fn run<'a>(&self, store: &'a dyn Store) -> BoxFuture<'a, ()> {
+        (self.test)(store)
+    }
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Case")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs every case in [`CASES`], each on a fresh store from `fresh`. Panics at the first case
+/// that fails; the name of each case is printed before it runs, so a test harness that
+/// captures output shows which one failed.
+pub async fn run_all<S, F>(mut fresh: impl FnMut() -> F)
+where
+    S: Store,
+    F: Future<Output = S>,
+{
+    for case in CASES {
+        println!("store conformance: {}", case.name);
+        let store = fresh().await;
+        case.run(&store).await;
+    }
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        /// Every case, in the order [`run_all`] runs them.
+        pub const CASES: &[Case] = &[$(Case {
+            name: stringify!($name),
+            test: |store| boxed($name(store)),
+        }),*];
+    };
+}
+
+cases![
+    empty_store_reads_empty,
+    empty_batch_changes_nothing,
+    fifo_order,
+    seq_never_reused,
+    queued_pages,
+    same_id_enqueued_once,
+    queries_deduplicated,
+    complete_unknown_is_ok,
+    reschedule_updates_retry_state,
+    bury_moves_to_dead_letters,
+    unknown_ids_not_found,
+    failed_batch_applies_nothing,
+    revive_requeues_at_tail,
+    revive_keeps_one_queued_query,
+    discard_removes_dead_letter,
+    last_write_wins,
+    tombstones_block_older_writes,
+    scan_orders_by_key,
+    collections_are_isolated,
+    counts_follow_queue_and_dead,
+    writes_and_queue_change_together,
+    unicode_and_large_values,
+    saturated_timestamps_round_trip,
+];
+
+/// A fresh store reads as empty.
+pub async fn empty_store_reads_empty(store: &dyn Store) {
+    assert_eq!(
+        counts(store).await,
+        Counts::default(),
+        "a fresh store has no pending or dead actions"
+    );
+    assert_eq!(queue(store).await, [], "a fresh store has an empty queue");
+    assert_eq!(dead(store).await, [], "a fresh store has no dead letters");
+    assert_eq!(
+        get(store, "products", "p1").await,
+        None,
+        "a fresh store has no records"
+    );
+    assert_eq!(
+        scan(store, "products").await,
+        [],
+        "a fresh store has no collections"
+    );
+}
+
+/// An empty batch applies nothing and reports nothing.
+pub async fn empty_batch_changes_nothing(store: &dyn Store) {
+    enqueue(store, mutation(1, r#"{"n":1}"#)).await;
+    enqueue(store, mutation(2, r#"{"n":2}"#)).await;
+    bury(store, 2, DeadReason::Rejected).await;
+    apply(
+        store,
+        writes([put("products", "p1", "one", 100, 1)]),
+        "write p1",
+    )
+    .await;
+    let before = snapshot(store, &["products"]).await;
+    let applied = apply(store, Batch::new(), "an empty batch").await;
+    assert_eq!(
+        applied,
+        Applied::default(),
+        "an empty batch reports nothing applied"
+    );
+    assert_eq!(
+        snapshot(store, &["products"]).await,
+        before,
+        "an empty batch changed the store"
+    );
+}
+
+/// The queue returns actions in the order they were queued, with strictly increasing
+/// sequence numbers, and every field as it was given.
+pub async fn fifo_order(store: &dyn Store) {
+    let mut expected = Vec::new();
+    for n in 1..=100 {
+        // Every seventh is a query, so order holds across kinds.
+        let new = if n % 7 == 0 {
+            query(n, &format!(r#"{{"page":{n}}}"#))
+        } else {
+            mutation(n, &format!(r#"{{"n":{n}}}"#))
+        };
+        let applied = enqueue(store, new.clone()).await;
+        assert_eq!(
+            applied.queued,
+            Some(new.id),
+            "enqueue of {} reports its id",
+            new.id
+        );
+        expected.push(new);
+    }
+    let queued = queue(store).await;
+    assert_eq!(
+        queued.iter().map(|q| q.id).collect::<Vec<_>>(),
+        expected.iter().map(|n| n.id).collect::<Vec<_>>(),
+        "the queue is not in enqueue order"
+    );
+    for pair in queued.windows(2) {
+        assert!(
+            pair[0].seq < pair[1].seq,
+            "seq not strictly increasing: {} then {}",
+            pair[0].seq,
+            pair[1].seq
+        );
+    }
+    for (q, new) in queued.iter().zip(&expected) {
+        assert_eq!(q.name, new.name, "name of {}", q.id);
+        assert_eq!(q.version, new.version, "version of {}", q.id);
+        assert_eq!(q.kind, new.kind, "kind of {}", q.id);
+        assert_eq!(q.params, new.params, "params of {}", q.id);
+        assert_eq!(q.timestamp, new.timestamp, "timestamp of {}", q.id);
+        assert_eq!(q.retries, 0, "a new action has no retries ({})", q.id);
+        assert_eq!(
+            q.next_attempt_at, new.timestamp,
+            "a new action is due at its own timestamp ({})",
+            q.id
+        );
+        assert_eq!(
+            q.last_error, None,
+            "a new action has no last error ({})",
+            q.id
+        );
+    }
+}
+
+/// A sequence number is never handed out twice, even after the actions holding the highest
+/// ones are completed or buried.
+pub async fn seq_never_reused(store: &dyn Store) {
+    let mut seen = Vec::new();
+    for n in 1..=3 {
+        enqueue(store, mutation(n, "{}")).await;
+    }
+    seen.extend(queue(store).await.iter().map(|q| q.seq));
+    let max = |seen: &[u64]| seen.iter().copied().max().unwrap_or(0);
+
+    complete(store, 3).await;
+    enqueue(store, mutation(4, "{}")).await;
+    let seq4 = seq_of(store, 4).await;
+    assert!(
+        seq4 > max(&seen),
+        "seq {seq4} after completing the tail reuses or precedes {seen:?}"
+    );
+    seen.push(seq4);
+
+    let before_bury = queue(store).await.into_iter().find(|q| q.id == id(4));
+    bury(store, 4, DeadReason::Rejected).await;
+    let buried = dead(store)
+        .await
+        .into_iter()
+        .find(|d| d.action.id == id(4))
+        .map(|d| d.action);
+    assert_eq!(
+        buried, before_bury,
+        "a dead letter keeps the action as it was queued, seq included"
+    );
+    enqueue(store, mutation(5, "{}")).await;
+    let seq5 = seq_of(store, 5).await;
+    assert!(
+        seq5 > max(&seen),
+        "seq {seq5} after burying the tail reuses or precedes {seen:?}"
+    );
+    seen.push(seq5);
+
+    for n in [1, 2, 5] {
+        complete(store, n).await;
+    }
+    assert_eq!(queue(store).await, [], "every action was completed");
+    enqueue(store, mutation(6, "{}")).await;
+    let seq6 = seq_of(store, 6).await;
+    assert!(
+        seq6 > max(&seen),
+        "seq {seq6} after emptying the queue reuses or precedes {seen:?}"
+    );
+    seen.push(seq6);
+
+    revive(store, 4, 9_000).await;
+    let revived = seq_of(store, 4).await;
+    assert!(
+        revived > max(&seen),
+        "a revived action got seq {revived}, not past {seen:?}"
+    );
+}
+
+/// `queued(after, limit)` pages through the queue by sequence number.
+pub async fn queued_pages(store: &dyn Store) {
+    for n in 1..=10 {
+        enqueue(store, mutation(n, "{}")).await;
+    }
+    complete(store, 5).await;
+    let all = queue(store).await;
+    assert_eq!(all.len(), 9, "nine actions remain queued");
+
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = queued(store, after, 3).await;
+        assert!(
+            page.len() <= 3,
+            "a page of limit 3 held {} actions",
+            page.len()
+        );
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        paged.extend(page);
+    }
+    assert_eq!(
+        paged, all,
+        "paging by 3 does not give the whole queue in order"
+    );
+
+    assert_eq!(queued(store, None, 0).await, [], "limit 0 returns nothing");
+    assert_eq!(
+        queued(store, None, 1).await,
+        all[..1],
+        "limit 1 returns the head"
+    );
+    assert_eq!(
+        queued(store, Some(0), 100).await,
+        all,
+        "after 0 returns everything"
+    );
+    let last = all[all.len() - 1].seq;
+    assert_eq!(
+        queued(store, Some(last), 10).await,
+        [],
+        "nothing comes after the tail"
+    );
+    assert_eq!(
+        queued(store, Some(u64::MAX), 10).await,
+        [],
+        "nothing comes after u64::MAX"
+    );
+    let fourth = &all[3];
+    assert_eq!(fourth.id, id(4), "the fourth queued action is 4");
+    assert_eq!(
+        queued(store, Some(fourth.seq), 1)
+            .await
+            .first()
+            .map(|q| q.id),
+        Some(id(6)),
+        "paging after 4 skips the completed 5"
+    );
+}
+
+/// Enqueueing an id that is already queued keeps the first and reports its id.
+pub async fn same_id_enqueued_once(store: &dyn Store) {
+    let first = mutation(1, r#"{"v":"first"}"#);
+    enqueue(store, first.clone()).await;
+    let mut again = mutation(1, r#"{"v":"second"}"#);
+    again.timestamp = Timestamp(99_999);
+    let applied = enqueue(store, again).await;
+    assert_eq!(
+        applied.queued,
+        Some(first.id),
+        "a second enqueue of the same id reports it queued"
+    );
+    let queued = queue(store).await;
+    assert_eq!(queued.len(), 1, "the same id was queued twice");
+    assert_eq!(
+        queued[0].params, first.params,
+        "the second enqueue replaced the first's params"
+    );
+    assert_eq!(
+        queued[0].timestamp, first.timestamp,
+        "the second enqueue replaced the first's timestamp"
+    );
+    assert_eq!(
+        counts(store).await.pending,
+        1,
+        "pending counts the same id twice"
+    );
+}
+
+/// A query is queued once per (name, params); mutations are queued every time.
+pub async fn queries_deduplicated(store: &dyn Store) {
+    let params = r#"{"tenant":"t1"}"#;
+    let q1 = query(1, params);
+    assert_eq!(
+        enqueue(store, q1.clone()).await.queued,
+        Some(id(1)),
+        "the first query is queued"
+    );
+    assert_eq!(
+        enqueue(store, query(2, params)).await.queued,
+        Some(id(1)),
+        "an identical query reports the one already queued"
+    );
+    assert_eq!(
+        ids(store).await,
+        [id(1)],
+        "an identical query was queued twice"
+    );
+
+    assert_eq!(
+        enqueue(store, query(3, r#"{"tenant":"t2"}"#)).await.queued,
+        Some(id(3)),
+        "other params are another query"
+    );
+    let mut other_name = query(4, params);
+    other_name.name = "get_orders".to_owned();
+    assert_eq!(
+        enqueue(store, other_name).await.queued,
+        Some(id(4)),
+        "another name is another query"
+    );
+    let mut same_as_mutation = mutation(5, params);
+    same_as_mutation.name = q1.name.clone();
+    let mut again_as_mutation = same_as_mutation.clone();
+    again_as_mutation.id = id(6);
+    assert_eq!(
+        enqueue(store, same_as_mutation).await.queued,
+        Some(id(5)),
+        "a mutation is never deduplicated"
+    );
+    assert_eq!(
+        enqueue(store, again_as_mutation).await.queued,
+        Some(id(6)),
+        "a mutation is never deduplicated"
+    );
+    assert_eq!(
+        ids(store).await,
+        [id(1), id(3), id(4), id(5), id(6)],
+        "queue after dedupe"
+    );
+    assert_eq!(counts(store).await.pending, 5, "pending after dedupe");
+
+    complete(store, 1).await;
+    assert_eq!(
+        enqueue(store, query(7, params)).await.queued,
+        Some(id(7)),
+        "once the query completed, the same query is queued again"
+    );
+    assert_eq!(
+        ids(store).await.last(),
+        Some(&id(7)),
+        "the new query goes to the tail"
+    );
+
+    let mut batch = Batch::new();
+    batch.complete = Some(id(7));
+    batch.enqueue = Some(query(8, params));
+    assert_eq!(
+        apply(store, batch, "complete a query and queue it again")
+            .await
+            .queued,
+        Some(id(8)),
+        "a batch completes before it enqueues"
+    );
+
+    bury(store, 8, DeadReason::TooManyRetries).await;
+    assert_eq!(
+        enqueue(store, query(9, params)).await.queued,
+        Some(id(9)),
+        "a dead letter does not stop the same query from being queued"
+    );
+    assert_eq!(
+        ids(store).await,
+        [id(3), id(4), id(5), id(6), id(9)],
+        "queue at the end"
+    );
+}
+
+/// Completing an action that is not queued succeeds and changes nothing.
+pub async fn complete_unknown_is_ok(store: &dyn Store) {
+    let applied = apply(store, completing(42), "complete an unknown id").await;
+    assert_eq!(
+        applied,
+        Applied::default(),
+        "completing an unknown id reports nothing"
+    );
+    enqueue(store, mutation(1, "{}")).await;
+    bury(store, 1, DeadReason::Rejected).await;
+    enqueue(store, mutation(2, "{}")).await;
+    let before = snapshot(store, &[]).await;
+    apply(store, completing(1), "complete a dead letter's id").await;
+    apply(store, completing(42), "complete an unknown id").await;
+    assert_eq!(
+        snapshot(store, &[]).await,
+        before,
+        "complete touched something other than the queue"
+    );
+}
+
+/// A reschedule records a failed attempt and leaves the action in place.
+pub async fn reschedule_updates_retry_state(store: &dyn Store) {
+    for n in 1..=3 {
+        enqueue(store, mutation(n, "{}")).await;
+    }
+    let before = queue(store).await;
+    let applied = apply(
+        store,
+        rescheduling(2, 1, 5_000, "timed out"),
+        "reschedule 2",
+    )
+    .await;
+    assert_eq!(
+        applied,
+        Applied::default(),
+        "a reschedule reports nothing applied"
+    );
+    apply(
+        store,
+        rescheduling(2, 2, 9_000, "503 Service Unavailable"),
+        "reschedule 2 again",
+    )
+    .await;
+    let after = queue(store).await;
+    assert_eq!(
+        after.iter().map(|q| (q.id, q.seq)).collect::<Vec<_>>(),
+        before.iter().map(|q| (q.id, q.seq)).collect::<Vec<_>>(),
+        "a reschedule moved an action"
+    );
+    let mut expected = before[1].clone();
+    expected.retries = 2;
+    expected.next_attempt_at = Timestamp(9_000);
+    expected.last_error = Some("503 Service Unavailable".to_owned());
+    assert_eq!(after[1], expected, "the rescheduled action");
+    assert_eq!(after[0], before[0], "a reschedule changed another action");
+    assert_eq!(after[2], before[2], "a reschedule changed another action");
+}
+
+/// A bury moves the action, as it was, to the dead letters with the reason, message and time.
+pub async fn bury_moves_to_dead_letters(store: &dyn Store) {
+    let reasons = [
+        DeadReason::Rejected,
+        DeadReason::UnknownAction,
+        DeadReason::BadParams,
+        DeadReason::TooManyRetries,
+        DeadReason::Expired,
+    ];
+    for n in 1..=6 {
+        enqueue(store, mutation(n, &format!(r#"{{"n":{n}}}"#))).await;
+    }
+    apply(
+        store,
+        rescheduling(3, 4, 7_000, "connection reset"),
+        "reschedule 3",
+    )
+    .await;
+    let before = queue(store).await;
+    // Bury out of queue order: dead letters are listed in the order they died.
+    let order = [3u128, 1, 5, 2, 4];
+    for (n, reason) in order.iter().zip(reasons) {
+        let mut batch = Batch::new();
+        batch.bury = Some(Bury {
+            id: id(*n),
+            reason,
+            message: format!("{reason} happened to {n}"),
+            failed_at: Timestamp(10_000 + *n as u64),
+        });
+        let applied = apply(store, batch, "bury").await;
+        assert_eq!(
+            applied,
+            Applied::default(),
+            "a bury reports nothing applied"
+        );
+    }
+    assert_eq!(ids(store).await, [id(6)], "buried actions are still queued");
+    let expected: Vec<DeadLetter> = order
+        .iter()
+        .zip(reasons)
+        .map(|(n, reason)| DeadLetter {
+            action: before
+                .iter()
+                .find(|q| q.id == id(*n))
+                .cloned()
+                .unwrap_or_else(|| panic!("{n} was queued")),
+            reason,
+            message: format!("{reason} happened to {n}"),
+            failed_at: Timestamp(10_000 + *n as u64),
+        })
+        .collect();
+    assert_eq!(dead(store).await, expected, "dead letters, oldest first");
+    assert_eq!(
+        counts(store).await,
+        Counts {
+            pending: 1,
+            dead: 5
+        },
+        "counts after burying five"
+    );
+}
+
+/// Rescheduling or burying an action that is not queued, or reviving or discarding one that is
+/// not a dead letter, fails with `NotFound` and changes nothing.
+pub async fn unknown_ids_not_found(store: &dyn Store) {
+    enqueue(store, mutation(1, "{}")).await;
+    enqueue(store, mutation(2, "{}")).await;
+    bury(store, 2, DeadReason::Rejected).await;
+    let before = snapshot(store, &[]).await;
+    let cases: [(&str, Batch, u128); 8] = [
+        (
+            "reschedule of an unknown id",
+            rescheduling(99, 1, 1, "x"),
+            99,
+        ),
+        ("bury of an unknown id", burying(99), 99),
+        ("revive of an unknown id", reviving(99, 1), 99),
+        ("discard of an unknown id", discarding(99), 99),
+        ("revive of a queued action", reviving(1, 1), 1),
+        ("discard of a queued action", discarding(1), 1),
+        ("reschedule of a dead letter", rescheduling(2, 1, 1, "x"), 2),
+        ("bury of a dead letter", burying(2), 2),
+    ];
+    for (what, batch, missing) in cases {
+        expect_not_found(store.apply(batch).await, missing, what);
+        assert_eq!(
+            snapshot(store, &[]).await,
+            before,
+            "a failed {what} changed the store"
+        );
+    }
+}
+
+/// A batch that fails applies none of its parts.
+pub async fn failed_batch_applies_nothing(store: &dyn Store) {
+    enqueue(store, mutation(1, "{}")).await;
+    enqueue(store, mutation(2, "{}")).await;
+    enqueue(store, mutation(3, "{}")).await;
+    bury(store, 3, DeadReason::Rejected).await;
+    apply(
+        store,
+        writes([put("products", "p0", "old", 100, 1)]),
+        "write p0",
+    )
+    .await;
+    let before = snapshot(store, &["products"]).await;
+
+    type Spoil = fn(&mut Batch);
+    let everything_then = |bad: Spoil| {
+        let mut batch = writes([
+            put("products", "p0", "new", 200, 2),
+            put("products", "p1", "added", 200, 2),
+        ]);
+        batch.enqueue = Some(mutation(10, "{}"));
+        batch.complete = Some(id(1));
+        batch.reschedule = Some(Reschedule {
+            id: id(2),
+            retries: 1,
+            next_attempt_at: Timestamp(5_000),
+            last_error: "x".to_owned(),
+        });
+        bad(&mut batch);
+        batch
+    };
+    let bad_parts: [(&str, Spoil); 4] = [
+        ("a bury of an unknown id", |b| b.bury = Some(bury_of(99))),
+        ("a revive of an unknown id", |b| {
+            b.revive = Some((id(99), Timestamp(1)))
+        }),
+        ("a discard of an unknown id", |b| b.discard = Some(id(99))),
+        ("a reschedule of an unknown id", |b| {
+            b.reschedule = Some(Reschedule {
+                id: id(99),
+                retries: 1,
+                next_attempt_at: Timestamp(1),
+                last_error: "x".to_owned(),
+            });
+        }),
+    ];
+    for (what, bad) in bad_parts {
+        expect_not_found(
+            store.apply(everything_then(bad)).await,
+            99,
+            &format!("a batch with {what}"),
+        );
+        assert_eq!(
+            snapshot(store, &["products"]).await,
+            before,
+            "a batch with {what} was partly applied"
+        );
+    }
+
+    let mut batch = writes([put("products", "p1", "added", 200, 2)]);
+    batch.revive = Some((id(3), Timestamp(1)));
+    batch.bury = Some(bury_of(99));
+    expect_not_found(
+        store.apply(batch).await,
+        99,
+        "a batch with a revive and a bad bury",
+    );
+    assert_eq!(
+        snapshot(store, &["products"]).await,
+        before,
+        "a batch with a revive and a bad bury was partly applied"
+    );
+}
+
+/// A revive puts the dead letter at the tail of the queue with a new seq and a fresh retry
+/// state, and removes the dead letter.
+pub async fn revive_requeues_at_tail(store: &dyn Store) {
+    enqueue(store, mutation(1, r#"{"n":1}"#)).await;
+    apply(
+        store,
+        rescheduling(1, 4, 7_000, "timed out"),
+        "reschedule 1",
+    )
+    .await;
+    bury(store, 1, DeadReason::TooManyRetries).await;
+    enqueue(store, mutation(2, r#"{"n":2}"#)).await;
+    let buried = dead(store).await.remove(0).action;
+
+    let applied = apply(store, reviving(1, 50_000), "revive 1").await;
+    assert_eq!(applied.writes_applied, 0, "a revive applies no writes");
+    let queued = queue(store).await;
+    assert_eq!(
+        queued.iter().map(|q| q.id).collect::<Vec<_>>(),
+        [id(2), id(1)],
+        "a revived action goes to the tail"
+    );
+    assert!(
+        queued[1].seq > queued[0].seq,
+        "a revived action gets a new, higher seq"
+    );
+    assert!(
+        queued[1].seq > buried.seq,
+        "a revived action keeps its old seq"
+    );
+    let expected = QueuedAction {
+        seq: queued[1].seq,
+        retries: 0,
+        next_attempt_at: Timestamp(50_000),
+        last_error: None,
+        ..buried
+    };
+    assert_eq!(
+        queued[1], expected,
+        "the revived action (same call, fresh retry state)"
+    );
+    assert_eq!(
+        dead(store).await,
+        [],
+        "the dead letter is still there after a revive"
+    );
+    assert_eq!(
+        counts(store).await,
+        Counts {
+            pending: 2,
+            dead: 0
+        },
+        "counts after a revive"
+    );
+    complete(store, 1).await;
+    assert_eq!(
+        ids(store).await,
+        [id(2)],
+        "a revived action completes like any other"
+    );
+}
+
+/// Reviving a query while the same query (name and params) is queued again leaves one queued
+/// query and no dead letter: both would fetch the same thing. Mutations are always revived.
+pub async fn revive_keeps_one_queued_query(store: &dyn Store) {
+    let params = r#"{"tenant":"t1"}"#;
+    enqueue(store, query(1, params)).await;
+    bury(store, 1, DeadReason::TooManyRetries).await;
+    enqueue(store, query(2, params)).await;
+    apply(
+        store,
+        reviving(1, 9_000),
+        "revive a query that is queued again",
+    )
+    .await;
+    assert_eq!(
+        ids(store).await,
+        [id(2)],
+        "the queue holds the same query twice"
+    );
+    assert_eq!(
+        dead(store).await,
+        [],
+        "the revived query is still a dead letter"
+    );
+    assert_eq!(
+        counts(store).await,
+        Counts {
+            pending: 1,
+            dead: 0
+        },
+        "counts after reviving a duplicate query"
+    );
+
+    enqueue(store, mutation(3, params)).await;
+    bury(store, 3, DeadReason::Rejected).await;
+    enqueue(store, mutation(4, params)).await;
+    apply(store, reviving(3, 9_000), "revive a mutation").await;
+    assert_eq!(
+        ids(store).await,
+        [id(2), id(4), id(3)],
+        "identical mutations are both queued"
+    );
+}
+
+/// A discard deletes a dead letter for good.
+pub async fn discard_removes_dead_letter(store: &dyn Store) {
+    for n in 1..=3 {
+        enqueue(store, mutation(n, "{}")).await;
+    }
+    bury(store, 1, DeadReason::Rejected).await;
+    bury(store, 2, DeadReason::Expired).await;
+    let applied = apply(store, discarding(1), "discard 1").await;
+    assert_eq!(
+        applied,
+        Applied::default(),
+        "a discard reports nothing applied"
+    );
+    assert_eq!(
+        dead(store)
+            .await
+            .iter()
+            .map(|d| d.action.id)
+            .collect::<Vec<_>>(),
+        [id(2)],
+        "dead letters after a discard"
+    );
+    assert_eq!(ids(store).await, [id(3)], "a discard changed the queue");
+    assert_eq!(
+        counts(store).await,
+        Counts {
+            pending: 1,
+            dead: 1
+        },
+        "counts after a discard"
+    );
+    expect_not_found(
+        store.apply(discarding(1)).await,
+        1,
+        "a second discard of the same dead letter",
+    );
+}
+
+/// A write replaces a record only if its stamp (timestamp, then action id) is not older.
+pub async fn last_write_wins(store: &dyn Store) {
+    let lww = |value: &str, timestamp: u64, action: u128| {
+        writes([put("products", "p1", value, timestamp, action)])
+    };
+    let value = |record: Option<Record>| record.and_then(|r| r.value);
+
+    assert_eq!(
+        apply(store, lww("v1", 100, 10), "first write")
+            .await
+            .writes_applied,
+        1,
+        "a first write applies"
+    );
+    assert_eq!(
+        get(store, "products", "p1").await,
+        Some(Record {
+            value: Some("v1".to_owned()),
+            stamp: stamp(100, 10)
+        }),
+        "the record after its first write"
+    );
+    let steps: [(&str, u64, u128, usize, &str); 6] = [
+        (
+            "v2",
+            200,
+            5,
+            1,
+            "a newer timestamp wins, whatever the action id",
+        ),
+        (
+            "v3",
+            150,
+            99,
+            0,
+            "an older timestamp loses, whatever the action id",
+        ),
+        ("v4", 200, 5, 1, "an equal stamp replaces"),
+        ("v5", 200, 4, 0, "same timestamp, smaller action id loses"),
+        ("v6", 200, 6, 1, "same timestamp, larger action id wins"),
+        (
+            "v7",
+            199,
+            u128::MAX,
+            0,
+            "an older timestamp loses even to the largest action id",
+        ),
+    ];
+    let mut current = "v1";
+    for (v, timestamp, action, applied, what) in steps {
+        let got = apply(store, lww(v, timestamp, action), what)
+            .await
+            .writes_applied;
+        assert_eq!(got, applied, "{what}: writes_applied");
+        if applied == 1 {
+            current = v;
+        }
+        assert_eq!(
+            value(get(store, "products", "p1").await).as_deref(),
+            Some(current),
+            "{what}"
+        );
+    }
+
+    // Action ids order by their bytes, first byte first, as uuid v7s order by time.
+    let high_first_byte = 0x0100_0000_0000_0000_0000_0000_0000_0000;
+    apply(
+        store,
+        writes([put("ids", "k", "high", 500, high_first_byte)]),
+        "write with a high first byte",
+    )
+    .await;
+    let applied = apply(
+        store,
+        writes([put("ids", "k", "low", 500, 0xff)]),
+        "write with a high last byte",
+    )
+    .await;
+    assert_eq!(
+        applied.writes_applied, 0,
+        "action ids compare by their first byte first"
+    );
+    assert_eq!(
+        value(get(store, "ids", "k").await).as_deref(),
+        Some("high"),
+        "action ids compare by their first byte first"
+    );
+
+    let batch = writes([
+        put("products", "p2", "a", 300, 1),
+        put("products", "p1", "stale", 1, 1),
+        put("products", "p3", "b", 300, 1),
+        put("products", "p2", "older than the write before", 299, 1),
+        put("products", "p3", "newer than the write before", 301, 1),
+    ]);
+    let applied = apply(store, batch, "mixed writes").await;
+    assert_eq!(
+        applied.writes_applied, 3,
+        "writes_applied counts only the writes that replaced"
+    );
+    assert_eq!(
+        value(get(store, "products", "p2").await).as_deref(),
+        Some("a"),
+        "writes in one batch apply in order"
+    );
+    assert_eq!(
+        value(get(store, "products", "p3").await).as_deref(),
+        Some("newer than the write before"),
+        "writes in one batch apply in order"
+    );
+    assert_eq!(
+        value(get(store, "products", "p1").await).as_deref(),
+        Some(current),
+        "a stale write in a batch applied"
+    );
+}
+
+/// A delete leaves a tombstone that stops older writes from bringing the record back.
+pub async fn tombstones_block_older_writes(store: &dyn Store) {
+    apply(store, writes([put("products", "p1", "v1", 100, 1)]), "put").await;
+    let applied = apply(store, writes([delete("products", "p1", 200, 2)]), "delete").await;
+    assert_eq!(applied.writes_applied, 1, "a newer delete applies");
+    let tombstone = Record {
+        value: None,
+        stamp: stamp(200, 2),
+    };
+    assert_eq!(
+        get(store, "products", "p1").await,
+        Some(tombstone.clone()),
+        "a delete leaves a tombstone"
+    );
+    assert_eq!(
+        scan(store, "products").await,
+        [("p1".to_owned(), tombstone.clone())],
+        "scan includes tombstones"
+    );
+    let applied = apply(
+        store,
+        writes([put("products", "p1", "stale", 150, 9)]),
+        "older put",
+    )
+    .await;
+    assert_eq!(
+        applied.writes_applied, 0,
+        "an older put after a delete applied"
+    );
+    assert_eq!(
+        get(store, "products", "p1").await,
+        Some(tombstone),
+        "an older put brought a deleted record back"
+    );
+    let applied = apply(
+        store,
+        writes([put("products", "p1", "again", 300, 3)]),
+        "newer put",
+    )
+    .await;
+    assert_eq!(
+        applied.writes_applied, 1,
+        "a newer put after a delete applies"
+    );
+    assert_eq!(
+        get(store, "products", "p1")
+            .await
+            .and_then(|r| r.value)
+            .as_deref(),
+        Some("again"),
+        "a newer put"
+    );
+
+    let applied = apply(
+        store,
+        writes([delete("products", "never", 10, 4)]),
+        "delete a missing record",
+    )
+    .await;
+    assert_eq!(
+        applied.writes_applied, 1,
+        "deleting a record never written leaves a tombstone"
+    );
+    assert_eq!(
+        get(store, "products", "never").await,
+        Some(Record {
+            value: None,
+            stamp: stamp(10, 4)
+        }),
+        "deleting a record never written leaves a tombstone"
+    );
+}
+
+/// `scan` returns a collection's records ordered by key (byte order of the UTF-8 text), and
+/// `get` reads one.
+pub async fn scan_orders_by_key(store: &dyn Store) {
+    let keys = [
+        "b", "a", "c", "aa", "B", "é", "z", "10", "9", "a b", "a\u{7f}",
+    ];
+    let batch = writes(
+        keys.iter()
+            .enumerate()
+            .map(|(n, key)| put("products", key, &format!("value of {key}"), 100, n as u128)),
+    );
+    assert_eq!(
+        apply(store, batch, "write keys").await.writes_applied,
+        keys.len(),
+        "every key is new"
+    );
+    apply(
+        store,
+        writes([delete("products", "c", 200, 99)]),
+        "delete c",
+    )
+    .await;
+
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    let scanned = scan(store, "products").await;
+    assert_eq!(
+        scanned
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect::<Vec<_>>(),
+        sorted,
+        "scan is not ordered by key"
+    );
+    for (key, record) in &scanned {
+        assert_eq!(
+            Some(record.clone()),
+            get(store, "products", key).await,
+            "scan and get disagree on {key:?}"
+        );
+    }
+    assert_eq!(
+        scanned
+            .iter()
+            .find(|(key, _)| key == "c")
+            .map(|(_, r)| r.value.clone()),
+        Some(None),
+        "scan includes the tombstone of c"
+    );
+    assert_eq!(
+        get(store, "products", "missing").await,
+        None,
+        "get of a missing key"
+    );
+    assert_eq!(
+        get(store, "missing", "a").await,
+        None,
+        "get in a missing collection"
+    );
+    assert_eq!(
+        scan(store, "missing").await,
+        [],
+        "scan of a missing collection"
+    );
+}
+
+/// Records in one collection are invisible from another, however the names look alike.
+pub async fn collections_are_isolated(store: &dyn Store) {
+    let batch = writes([
+        put("a", "b/c", "a|b/c", 1, 1),
+        put("a/b", "c", "a/b|c", 1, 1),
+        put("a", "b", "a|b", 1, 1),
+        put("ab", "", "ab|", 1, 1),
+        put("A", "b", "A|b", 1, 1),
+        put("a", "shared", "a|shared", 1, 1),
+        put("other", "shared", "other|shared", 1, 1),
+    ]);
+    apply(store, batch, "write look-alike collections").await;
+    let values = |records: Vec<(String, Record)>| {
+        records
+            .into_iter()
+            .map(|(key, record)| (key, record.value.unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    let pairs = |list: &[(&str, &str)]| {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        values(scan(store, "a").await),
+        pairs(&[("b", "a|b"), ("b/c", "a|b/c"), ("shared", "a|shared")]),
+        "scan of a"
+    );
+    assert_eq!(
+        values(scan(store, "a/b").await),
+        pairs(&[("c", "a/b|c")]),
+        "scan of a/b"
+    );
+    assert_eq!(
+        values(scan(store, "A").await),
+        pairs(&[("b", "A|b")]),
+        "collection names are case-sensitive"
+    );
+    assert_eq!(
+        values(scan(store, "ab").await),
+        pairs(&[("", "ab|")]),
+        "an empty key"
+    );
+    assert_eq!(scan(store, "").await, [], "the empty collection");
+
+    apply(
+        store,
+        writes([delete("other", "shared", 2, 2)]),
+        "delete other/shared",
+    )
+    .await;
+    assert_eq!(
+        get(store, "a", "shared")
+            .await
+            .and_then(|r| r.value)
+            .as_deref(),
+        Some("a|shared"),
+        "a delete in one collection reached another"
+    );
+    let applied = apply(
+        store,
+        writes([put("a", "shared", "older", 0, 0)]),
+        "older write in a",
+    )
+    .await;
+    assert_eq!(applied.writes_applied, 0, "an older write in a applied");
+    let applied = apply(
+        store,
+        writes([put("fresh", "shared", "older", 0, 0)]),
+        "write in a new collection",
+    )
+    .await;
+    assert_eq!(
+        applied.writes_applied, 1,
+        "another collection's stamp blocked a write"
+    );
+}
+
+/// `counts` follows every change to the queue and the dead letters.
+pub async fn counts_follow_queue_and_dead(store: &dyn Store) {
+    let check = |expected: (u64, u64), after: &'static str| async move {
+        let got = counts(store).await;
+        assert_eq!(
+            got,
+            Counts {
+                pending: expected.0,
+                dead: expected.1
+            },
+            "counts after {after}"
+        );
+        let queued = queue(store).await.len() as u64;
+        let dead = dead(store).await.len() as u64;
+        assert_eq!(
+            (got.pending, got.dead),
+            (queued, dead),
+            "counts disagree with the lists after {after}"
+        );
+    };
+    check((0, 0), "nothing").await;
+    for n in 1..=3 {
+        enqueue(store, mutation(n, "{}")).await;
+    }
+    check((3, 0), "three enqueues").await;
+    enqueue(store, query(4, "{}")).await;
+    enqueue(store, query(5, "{}")).await;
+    check((4, 0), "a duplicate query").await;
+    enqueue(store, mutation(1, "{}")).await;
+    check((4, 0), "a duplicate id").await;
+    bury(store, 1, DeadReason::Rejected).await;
+    bury(store, 2, DeadReason::Expired).await;
+    check((2, 2), "two burials").await;
+    complete(store, 42).await;
+    check((2, 2), "completing an unknown id").await;
+    let _ = store.apply(burying(42)).await;
+    check((2, 2), "a failed batch").await;
+    revive(store, 1, 1).await;
+    check((3, 1), "a revive").await;
+    apply(store, discarding(2), "discard 2").await;
+    check((3, 0), "a discard").await;
+    for n in [1, 3, 4] {
+        complete(store, n).await;
+    }
+    check((0, 0), "completing everything").await;
+    apply(store, writes([put("products", "p1", "v", 1, 1)]), "a write").await;
+    check((0, 0), "a write").await;
+}
+
+/// Local writes and queue changes in one batch are applied together.
+pub async fn writes_and_queue_change_together(store: &dyn Store) {
+    let mut batch = writes([put("products", "p1", "offline", 100, 1)]);
+    batch.enqueue = Some(mutation(1, r#"{"product":"p1"}"#));
+    let applied = apply(store, batch, "write and enqueue").await;
+    assert_eq!(
+        applied,
+        Applied {
+            queued: Some(id(1)),
+            writes_applied: 1
+        },
+        "a write and an enqueue in one batch"
+    );
+    assert_eq!(
+        ids(store).await,
+        [id(1)],
+        "the enqueue of a write-and-enqueue batch"
+    );
+
+    let mut batch = writes([
+        put("products", "p1", "from the server", 100, 1),
+        put("products", "p2", "new", 100, 1),
+    ]);
+    batch.complete = Some(id(1));
+    let applied = apply(store, batch, "write the server's answer and complete").await;
+    assert_eq!(
+        applied.writes_applied, 2,
+        "the writes of a write-and-complete batch"
+    );
+    assert_eq!(
+        applied.queued, None,
+        "a batch without an enqueue reports nothing queued"
+    );
+    assert_eq!(
+        ids(store).await,
+        [],
+        "the complete of a write-and-complete batch"
+    );
+    assert_eq!(
+        get(store, "products", "p1")
+            .await
+            .and_then(|r| r.value)
+            .as_deref(),
+        Some("from the server"),
+        "the write of a write-and-complete batch"
+    );
+
+    enqueue(store, mutation(2, "{}")).await;
+    let mut batch = writes([put("products", "p3", "x", 100, 2)]);
+    batch.reschedule = Some(Reschedule {
+        id: id(2),
+        retries: 1,
+        next_attempt_at: Timestamp(2_000),
+        last_error: "offline".to_owned(),
+    });
+    apply(store, batch, "write and reschedule").await;
+    assert_eq!(
+        queue(store).await[0].retries,
+        1,
+        "the reschedule of a write-and-reschedule batch"
+    );
+    assert!(
+        get(store, "products", "p3").await.is_some(),
+        "the write of a write-and-reschedule batch"
+    );
+}
+
+/// Text of any language, text that looks like markup or SQL, and values of a megabyte are
+/// stored exactly.
+pub async fn unicode_and_large_values(store: &dyn Store) {
+    let mut large = String::with_capacity((1 << 20) + 64);
+    while large.len() < 1 << 20 {
+        large.push_str("héllo wörld ✓ 𝄞 日本語 \"quoted\" \\ ");
+    }
+    let tricky = "'; DROP TABLE queue; -- <script>\u{0007}</script> \u{fffd} 🍮";
+
+    let mut write = put("produits ✓", "clé 🔑", &large, 100, 1);
+    write.value = Some(large.clone());
+    let applied = apply(
+        store,
+        writes([write, put("produits ✓", tricky, tricky, 100, 1)]),
+        "large write",
+    )
+    .await;
+    assert_eq!(applied.writes_applied, 2, "unicode writes");
+    assert_eq!(
+        get(store, "produits ✓", "clé 🔑")
+            .await
+            .and_then(|r| r.value)
+            .map(|v| v == large),
+        Some(true),
+        "a 1 MiB unicode value did not round-trip"
+    );
+    assert_eq!(
+        get(store, "produits ✓", tricky)
+            .await
+            .and_then(|r| r.value)
+            .as_deref(),
+        Some(tricky),
+        "a value that looks like SQL"
+    );
+    assert_eq!(
+        scan(store, "produits ✓").await.len(),
+        2,
+        "scan of a unicode collection"
+    );
+
+    let mut action = mutation(
+        1,
+        &format!(r#"{{"name":"Crème brûlée 🍮","note":"{tricky}"}}"#),
+    );
+    action.name = "añadir_producto_✓".to_owned();
+    enqueue(store, action.clone()).await;
+    let mut big = query(2, &format!(r#"{{"blob":"{large}"}}"#));
+    big.name = "get_報告".to_owned();
+    enqueue(store, big.clone()).await;
+    let mut same_big = big.clone();
+    same_big.id = id(3);
+    assert_eq!(
+        enqueue(store, same_big).await.queued,
+        Some(id(2)),
+        "dedupe of a query with 1 MiB params"
+    );
+    apply(
+        store,
+        rescheduling(1, 1, 5, "délai dépassé ⏱"),
+        "unicode reschedule",
+    )
+    .await;
+    let queued = queue(store).await;
+    assert_eq!(queued.len(), 2, "unicode enqueues");
+    assert_eq!(queued[0].name, action.name, "a unicode action name");
+    assert_eq!(queued[0].params, action.params, "unicode params");
+    assert_eq!(
+        queued[0].last_error.as_deref(),
+        Some("délai dépassé ⏱"),
+        "a unicode last error"
+    );
+    assert!(
+        queued[1].params == big.params,
+        "1 MiB params did not round-trip"
+    );
+
+    let mut batch = Batch::new();
+    batch.bury = Some(Bury {
+        id: id(1),
+        reason: DeadReason::Rejected,
+        message: format!("rejeté 🚫 {tricky}"),
+        failed_at: Timestamp(6),
+    });
+    apply(store, batch, "unicode bury").await;
+    let dead = dead(store).await;
+    assert_eq!(
+        dead[0].message,
+        format!("rejeté 🚫 {tricky}"),
+        "a unicode dead-letter message"
+    );
+    assert_eq!(
+        dead[0].action.last_error.as_deref(),
+        Some("délai dépassé ⏱"),
+        "a unicode last error in a dead letter"
+    );
+}
+
+/// The extremes of `Timestamp` survive: zero, and the `u64::MAX` a saturated backoff gives.
+pub async fn saturated_timestamps_round_trip(store: &dyn Store) {
+    let mut action = mutation(1, "{}");
+    action.timestamp = Timestamp::ZERO;
+    enqueue(store, action).await;
+    assert_eq!(
+        queue(store).await[0].timestamp,
+        Timestamp::ZERO,
+        "a zero timestamp"
+    );
+    apply(
+        store,
+        rescheduling(1, u32::MAX, u64::MAX, "backoff saturated"),
+        "saturated reschedule",
+    )
+    .await;
+    let queued = queue(store).await;
+    assert_eq!(
+        queued[0].next_attempt_at,
+        Timestamp(u64::MAX),
+        "next_attempt_at of u64::MAX"
+    );
+    assert_eq!(queued[0].retries, u32::MAX, "retries of u32::MAX");
+    let mut batch = Batch::new();
+    batch.bury = Some(Bury {
+        id: id(1),
+        reason: DeadReason::TooManyRetries,
+        message: "gave up".to_owned(),
+        failed_at: Timestamp(u64::MAX),
+    });
+    apply(store, batch, "bury at u64::MAX").await;
+    let dead = dead(store).await;
+    assert_eq!(
+        dead[0].failed_at,
+        Timestamp(u64::MAX),
+        "failed_at of u64::MAX"
+    );
+    assert_eq!(
+        dead[0].action.next_attempt_at,
+        Timestamp(u64::MAX),
+        "a dead letter's next_attempt_at of u64::MAX"
+    );
+}
+
+// Helpers: building batches and reading the store, each panicking with what it was doing.
+
+/// An action id that sorts by `n`.
+fn id(n: u128) -> ActionId {
+    ActionId(uuid::Uuid::from_u128(n))
+}
+
+fn stamp(timestamp: u64, action: u128) -> Stamp {
+    Stamp {
+        timestamp: Timestamp(timestamp),
+        action: id(action),
+    }
+}
+
+fn mutation(n: u128, params: &str) -> NewQueued {
+    NewQueued {
+        id: id(n),
+        name: "add_product".to_owned(),
+        version: 3,
+        kind: ActionKind::Mutation,
+        params: params.to_owned(),
+        timestamp: Timestamp(1_000 + n as u64),
+    }
+}
+
+fn query(n: u128, params: &str) -> NewQueued {
+    NewQueued {
+        name: "get_products".to_owned(),
+        kind: ActionKind::Query,
+        ..mutation(n, params)
+    }
+}
+
+fn put(collection: &str, key: &str, value: &str, timestamp: u64, action: u128) -> Write {
+    Write {
+        collection: collection.to_owned(),
+        key: key.to_owned(),
+        value: Some(value.to_owned()),
+        stamp: stamp(timestamp, action),
+    }
+}
+
+fn delete(collection: &str, key: &str, timestamp: u64, action: u128) -> Write {
+    Write {
+        value: None,
+        ..put(collection, key, "", timestamp, action)
+    }
+}
+
+fn writes(writes: impl IntoIterator<Item = Write>) -> Batch {
+    let mut batch = Batch::new();
+    batch.writes = writes.into_iter().collect();
+    batch
+}
+
+fn completing(n: u128) -> Batch {
+    let mut batch = Batch::new();
+    batch.complete = Some(id(n));
+    batch
+}
+
+fn rescheduling(n: u128, retries: u32, next_attempt_at: u64, last_error: &str) -> Batch {
+    let mut batch = Batch::new();
+    batch.reschedule = Some(Reschedule {
+        id: id(n),
+        retries,
+        next_attempt_at: Timestamp(next_attempt_at),
+        last_error: last_error.to_owned(),
+    });
+    batch
+}
+
+fn bury_of(n: u128) -> Bury {
+    Bury {
+        id: id(n),
+        reason: DeadReason::Rejected,
+        message: format!("{n} was rejected"),
+        failed_at: Timestamp(8_000),
+    }
+}
+
+fn burying(n: u128) -> Batch {
+    let mut batch = Batch::new();
+    batch.bury = Some(bury_of(n));
+    batch
+}
+
+fn reviving(n: u128, now: u64) -> Batch {
+    let mut batch = Batch::new();
+    batch.revive = Some((id(n), Timestamp(now)));
+    batch
+}
+
+fn discarding(n: u128) -> Batch {
+    let mut batch = Batch::new();
+    batch.discard = Some(id(n));
+    batch
+}
+
+async fn apply(store: &dyn Store, batch: Batch, what: &str) -> Applied {
+    store
+        .apply(batch)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: apply failed: {e}"))
+}
+
+async fn enqueue(store: &dyn Store, new: NewQueued) -> Applied {
+    let what = format!("enqueue {}", new.id);
+    let mut batch = Batch::new();
+    batch.enqueue = Some(new);
+    apply(store, batch, &what).await
+}
+
+async fn complete(store: &dyn Store, n: u128) {
+    apply(store, completing(n), &format!("complete {}", id(n))).await;
+}
+
+async fn bury(store: &dyn Store, n: u128, reason: DeadReason) {
+    let mut batch = burying(n);
+    if let Some(bury) = &mut batch.bury {
+        bury.reason = reason;
+    }
+    apply(store, batch, &format!("bury {}", id(n))).await;
+}
+
+async fn revive(store: &dyn Store, n: u128, now: u64) {
+    apply(store, reviving(n, now), &format!("revive {}", id(n))).await;
+}
+
+fn expect_not_found(result: Result<Applied, StoreError>, missing: u128, what: &str) {
+    match result {
+        Err(StoreError::NotFound(got)) if got == id(missing) => {}
+        Err(StoreError::NotFound(got)) => {
+            panic!("{what}: NotFound names {got}, not {}", id(missing))
+        }
+        other => panic!("{what}: expected NotFound({}), got {other:?}", id(missing)),
+    }
+}
+
+async fn queued(store: &dyn Store, after: Option<u64>, limit: usize) -> Vec<QueuedAction> {
+    store
+        .queued(after, limit)
+        .await
+        .unwrap_or_else(|e| panic!("queued({after:?}, {limit}) failed: {e}"))
+}
+
+async fn queue(store: &dyn Store) -> Vec<QueuedAction> {
+    queued(store, None, usize::MAX).await
+}
+
+async fn ids(store: &dyn Store) -> Vec<ActionId> {
+    queue(store).await.into_iter().map(|q| q.id).collect()
+}
+
+async fn seq_of(store: &dyn Store, n: u128) -> u64 {
+    queue(store)
+        .await
+        .into_iter()
+        .find(|q| q.id == id(n))
+        .map(|q| q.seq)
+        .unwrap_or_else(|| panic!("{} is not queued", id(n)))
+}
+
+async fn dead(store: &dyn Store) -> Vec<DeadLetter> {
+    store
+        .dead_letters()
+        .await
+        .unwrap_or_else(|e| panic!("dead_letters failed: {e}"))
+}
+
+async fn counts(store: &dyn Store) -> Counts {
+    store
+        .counts()
+        .await
+        .unwrap_or_else(|e| panic!("counts failed: {e}"))
+}
+
+async fn get(store: &dyn Store, collection: &str, key: &str) -> Option<Record> {
+    store
+        .get(collection, key)
+        .await
+        .unwrap_or_else(|e| panic!("get({collection:?}, {key:?}) failed: {e}"))
+}
+
+async fn scan(store: &dyn Store, collection: &str) -> Vec<(String, Record)> {
+    store
+        .scan(collection)
+        .await
+        .unwrap_or_else(|e| panic!("scan({collection:?}) failed: {e}"))
+}
+
+/// Everything a store holds, to check that a failed batch changed nothing.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    queue: Vec<QueuedAction>,
+    dead: Vec<DeadLetter>,
+    counts: Counts,
+    collections: Vec<Vec<(String, Record)>>,
+}
+
+async fn snapshot(store: &dyn Store, collections: &[&str]) -> Snapshot {
+    let mut scanned = Vec::new();
+    for collection in collections {
+        scanned.push(scan(store, collection).await);
+    }
+    Snapshot {
+        queue: queue(store).await,
+        dead: dead(store).await,
+        counts: counts(store).await,
+        collections: scanned,
+    }
+}

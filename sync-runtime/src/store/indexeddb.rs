@@ -1,0 +1,1089 @@
+//! The browser's durable store: IndexedDB through `rexie` (wasm32 only).
+//!
+//! Four object stores live in one database:
+//!
+//! | object store   | key                    | indexes                                          |
+//! | -------------- | ---------------------- | ------------------------------------------------ |
+//! | `queue`        | `seq`                  | `by_id` (`id`, unique), `by_query` (`[kind, name, params]`) |
+//! | `dead_letters` | `dead_seq`             | `by_id` (`action.id`)                            |
+//! | `records`      | `[collection, key]`    |                                                  |
+//! | `meta`         | out of line: a name    |                                                  |
+//!
+//! `meta` holds the last sequence numbers handed out (so none is ever reused) and the schema
+//! version. Every [`Store::apply`] is one readwrite transaction: it validates first, aborts
+//! on any error so nothing is half-written, and awaits nothing but IndexedDB requests while
+//! the transaction is open, because IndexedDB commits a transaction as soon as control
+//! returns to the event loop with no request pending.
+
+use super::{
+    Applied, Batch, Bury, Counts, DeadLetter, DeadReason, NewQueued, QueuedAction, Record,
+    Reschedule, Stamp, Store, Write,
+};
+use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError, Timestamp};
+use core::fmt;
+use futures_util::future::{FutureExt, Shared};
+use js_sys::{Array, Object, Reflect};
+use rexie::{KeyRange, ObjectStore, Rexie, Transaction, TransactionMode, TransactionResult};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// The IndexedDB schema version this build creates and reads. A database created by a newer
+/// build fails to open with [`StoreError::Incompatible`] rather than being misread.
+const SCHEMA_VERSION: u32 = 1;
+
+const QUEUE: &str = "queue";
+const DEAD: &str = "dead_letters";
+const RECORDS: &str = "records";
+const META: &str = "meta";
+const BY_ID: &str = "by_id";
+const BY_QUERY: &str = "by_query";
+const LAST_SEQ: &str = "last_seq";
+const LAST_DEAD_SEQ: &str = "last_dead_seq";
+const SCHEMA: &str = "schema_version";
+
+/// The largest integer a JavaScript number holds exactly (2^53 - 1).
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// A durable [`Store`] in the browser's IndexedDB (wasm32 only).
+///
+/// Clones share one connection, which closes when the last clone is dropped. Several tabs may
+/// open the same database: IndexedDB serializes their transactions, and the service's
+/// [`ReplayLock`](crate::ReplayLock) keeps replay to one tab at a time.
+///
+/// ```ignore
+/// use sync_runtime::{store::IndexedDbStore, SyncService};
+///
+/// let store = IndexedDbStore::open("my-app").await?;
+/// SyncService::builder().store(store).install()?;
+/// ```
+#[derive(Clone)]
+pub struct IndexedDbStore {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    connection: RefCell<Connection>,
+}
+
+/// The state of the one connection clones share.
+enum Connection {
+    /// Not opened yet, or the last attempt failed (the next call tries again).
+    Closed,
+    /// Opening: every caller waits for the same attempt.
+    Opening(Shared<BoxFuture<'static, Result<Rc<Database>, OpenError>>>),
+    Open(Rc<Database>),
+}
+
+/// An open database; closes the connection when dropped, so that another connection can
+/// upgrade or delete the database without being blocked by a forgotten one.
+struct Database(Option<Rexie>);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take() {
+            db.close();
+        }
+    }
+}
+
+/// Why opening failed; `Clone` so that every caller waiting on one attempt gets the answer.
+#[derive(Clone, Debug)]
+enum OpenError {
+    Incompatible(String),
+    Full(String),
+    Backend(String),
+}
+
+impl fmt::Debug for IndexedDbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.inner.connection.borrow() {
+            Connection::Closed => "closed",
+            Connection::Opening(_) => "opening",
+            Connection::Open(_) => "open",
+        };
+        f.debug_struct("IndexedDbStore")
+            .field("name", &self.inner.name)
+            .field("connection", &state)
+            .finish()
+    }
+}
+
+impl IndexedDbStore {
+    /// A store over the database `name`, opened on first use.
+    ///
+    /// For code that cannot wait, such as the default service behind
+    /// [`SyncService::current`](crate::SyncService::current). If opening fails, every call
+    /// returns the error (and the next call tries again); nothing panics.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            inner: Rc::new(Inner {
+                name: name.into(),
+                connection: RefCell::new(Connection::Closed),
+            }),
+        }
+    }
+
+    /// Opens (creating or upgrading) the database `name` now, so that a failure shows here.
+    ///
+    /// Fails with [`StoreError::Incompatible`] if a newer build created the database, and
+    /// with [`StoreError::Backend`] if IndexedDB is unavailable (for example in some private
+    /// browsing modes).
+    pub async fn open(name: impl Into<String>) -> Result<Self, StoreError> {
+        let store = Self::new(name);
+        store.database().await?;
+        Ok(store)
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Deletes the database `name` and everything in it. Waits until every connection to it
+    /// is closed, in this tab and others: drop every [`IndexedDbStore`] on it first.
+    pub async fn delete_database(name: &str) -> Result<(), StoreError> {
+        Rexie::delete(name)
+            .await
+            .map_err(|e| idb_error("delete the database", &e))
+    }
+
+    /// The shared connection, opening it if needed.
+    async fn database(&self) -> Result<Rc<Database>, StoreError> {
+        let opening = {
+            let mut connection = self.inner.connection.borrow_mut();
+            match &*connection {
+                Connection::Open(db) => return Ok(Rc::clone(db)),
+                Connection::Opening(opening) => opening.clone(),
+                Connection::Closed => {
+                    let opening = boxed(open_database(self.inner.name.clone())).shared();
+                    *connection = Connection::Opening(opening.clone());
+                    opening
+                }
+            }
+        };
+        let result = opening.await;
+        let mut connection = self.inner.connection.borrow_mut();
+        // Only the first waiter to finish moves the state on; later ones see it moved.
+        if matches!(&*connection, Connection::Opening(_)) {
+            *connection = match &result {
+                Ok(db) => Connection::Open(Rc::clone(db)),
+                Err(_) => Connection::Closed,
+            };
+        }
+        result.map_err(|e| match e {
+            OpenError::Incompatible(reason) => StoreError::Incompatible {
+                location: self.location(),
+                reason,
+            },
+            OpenError::Full(message) => StoreError::Full { message },
+            OpenError::Backend(message) => StoreError::Backend {
+                operation: "open the IndexedDB database",
+                message,
+            },
+        })
+    }
+
+    /// Starts a transaction over `stores`.
+    async fn transaction(
+        &self,
+        stores: &[&str],
+        mode: TransactionMode,
+    ) -> Result<(Rc<Database>, Transaction), StoreError> {
+        let db = self.database().await?;
+        let Some(rexie) = db.0.as_ref() else {
+            return Err(StoreError::Backend {
+                operation: "start a transaction",
+                message: "the database connection is closed".to_owned(),
+            });
+        };
+        match rexie.transaction(stores, mode) {
+            Ok(transaction) => Ok((db, transaction)),
+            Err(e) => {
+                // The browser closes a connection when another tab upgrades or deletes the
+                // database; forget it so the next call opens a fresh one.
+                if dom_exception_name(&e).as_deref() == Some("InvalidStateError") {
+                    *self.inner.connection.borrow_mut() = Connection::Closed;
+                }
+                Err(idb_error("start a transaction", &e))
+            }
+        }
+    }
+
+    fn location(&self) -> String {
+        format!("IndexedDB database `{}`", self.inner.name)
+    }
+
+    /// Wraps a decoding failure: the data was written by something this build cannot read.
+    fn incompatible(&self, reason: String) -> StoreError {
+        StoreError::Incompatible {
+            location: self.location(),
+            reason,
+        }
+    }
+
+    async fn apply_batch(&self, batch: Batch) -> Result<Applied, StoreError> {
+        if batch.is_empty() {
+            return Ok(Applied::default());
+        }
+        let stores = stores_touched(&batch);
+        let (_db, transaction) = self
+            .transaction(&stores, TransactionMode::ReadWrite)
+            .await?;
+        let result = match Tx::new(&transaction, &stores) {
+            Ok(tx) => tx.apply(batch).await,
+            Err(e) => Err(Fail::Idb("open the object stores", e)),
+        };
+        match result {
+            Ok(applied) => match transaction.done().await {
+                Ok(TransactionResult::Committed) => Ok(applied),
+                Ok(TransactionResult::Aborted) => Err(unexplained_abort().await),
+                Err(e) => Err(idb_error("commit", &e)),
+            },
+            Err(fail) => {
+                // Nothing was written yet if validation failed, and a failed request has
+                // already aborted the transaction; abort anyway so no partial batch can
+                // commit. An error here means it was already aborted.
+                let _ = transaction.abort().await;
+                Err(fail.into_store_error(self))
+            }
+        }
+    }
+
+    async fn read<T>(
+        &self,
+        stores: &[&str],
+        read: impl AsyncFnOnce(Tx) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        let (_db, transaction) = self.transaction(stores, TransactionMode::ReadOnly).await?;
+        let tx =
+            Tx::new(&transaction, stores).map_err(|e| idb_error("open the object stores", &e))?;
+        read(tx).await.map_err(|fail| fail.into_store_error(self))
+    }
+}
+
+/// Opens the database, creating or upgrading its object stores, and records the schema.
+async fn open_database(name: String) -> Result<Rc<Database>, OpenError> {
+    let queue = ObjectStore::new(QUEUE)
+        .key_path("seq")
+        .add_index(rexie::Index::new(BY_ID, "id").unique(true))
+        .add_index(rexie::Index::new_array(
+            BY_QUERY,
+            ["kind", "name", "params"],
+        ));
+    let dead = ObjectStore::new(DEAD)
+        .key_path("dead_seq")
+        .add_index(rexie::Index::new(BY_ID, "action.id"));
+    let records = ObjectStore::new(RECORDS).key_path_array(["collection", "key"]);
+    let meta = ObjectStore::new(META);
+    let rexie = Rexie::builder(&name)
+        .version(SCHEMA_VERSION)
+        .add_object_store(queue)
+        .add_object_store(dead)
+        .add_object_store(records)
+        .add_object_store(meta)
+        .build()
+        .await
+        .map_err(|e| match dom_exception_name(&e).as_deref() {
+            Some("VersionError") => OpenError::Incompatible(format!(
+                "it was created by a newer version of sync-runtime (this build reads schema version {SCHEMA_VERSION})"
+            )),
+            Some("QuotaExceededError") => OpenError::Full(quota_message(&e)),
+            _ => OpenError::Backend(describe(&e)),
+        })?;
+    let db = Rc::new(Database(Some(rexie)));
+    record_schema(&db).await?;
+    Ok(db)
+}
+
+/// Writes the schema version into `meta` on first open, and checks it on later ones.
+async fn record_schema(db: &Database) -> Result<(), OpenError> {
+    let backend = |e: rexie::Error| OpenError::Backend(describe(&e));
+    let Some(rexie) = db.0.as_ref() else {
+        return Err(OpenError::Backend(
+            "the database connection is closed".to_owned(),
+        ));
+    };
+    let transaction = rexie
+        .transaction(&[META], TransactionMode::ReadWrite)
+        .map_err(backend)?;
+    let meta = transaction.store(META).map_err(backend)?;
+    let stored = meta.get(JsValue::from_str(SCHEMA)).await.map_err(backend)?;
+    match stored.and_then(|v| v.as_f64()) {
+        Some(version) if version > f64::from(SCHEMA_VERSION) => {
+            let _ = transaction.abort().await;
+            return Err(OpenError::Incompatible(format!(
+                "it holds schema version {version}, newer than this build's {SCHEMA_VERSION}"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            meta.put(
+                &JsValue::from(SCHEMA_VERSION),
+                Some(&JsValue::from_str(SCHEMA)),
+            )
+            .await
+            .map_err(backend)?;
+        }
+    }
+    match transaction.done().await {
+        Ok(TransactionResult::Committed) => Ok(()),
+        Ok(TransactionResult::Aborted) => Err(OpenError::Backend(
+            "the browser aborted the transaction that records the schema version".to_owned(),
+        )),
+        Err(e) => Err(backend(e)),
+    }
+}
+
+/// The object stores a batch reads or writes; a transaction must name them up front.
+fn stores_touched(batch: &Batch) -> Vec<&'static str> {
+    let mut stores = Vec::with_capacity(4);
+    if !batch.writes.is_empty() {
+        stores.push(RECORDS);
+    }
+    if batch.enqueue.is_some()
+        || batch.complete.is_some()
+        || batch.reschedule.is_some()
+        || batch.bury.is_some()
+        || batch.revive.is_some()
+    {
+        stores.push(QUEUE);
+    }
+    if batch.bury.is_some() || batch.revive.is_some() || batch.discard.is_some() {
+        stores.push(DEAD);
+    }
+    if batch.enqueue.is_some() || batch.bury.is_some() || batch.revive.is_some() {
+        stores.push(META);
+    }
+    stores
+}
+
+/// Why an operation inside a transaction failed, before the database name is attached.
+enum Fail {
+    Store(StoreError),
+    Idb(&'static str, rexie::Error),
+    Decode(String),
+}
+
+impl Fail {
+    fn into_store_error(self, store: &IndexedDbStore) -> StoreError {
+        match self {
+            Fail::Store(e) => e,
+            Fail::Idb(operation, e) => idb_error(operation, &e),
+            Fail::Decode(reason) => store.incompatible(reason),
+        }
+    }
+}
+
+/// The object stores of one transaction, with the operations `apply` and the reads need.
+/// Every method awaits IndexedDB requests only.
+struct Tx {
+    queue: Option<rexie::Store>,
+    dead: Option<rexie::Store>,
+    records: Option<rexie::Store>,
+    meta: Option<rexie::Store>,
+}
+
+/// Runs an IndexedDB request, naming the operation if it fails.
+async fn req<T>(
+    operation: &'static str,
+    request: impl core::future::Future<Output = rexie::Result<T>>,
+) -> Result<T, Fail> {
+    request.await.map_err(|e| Fail::Idb(operation, e))
+}
+
+impl Tx {
+    fn new(transaction: &Transaction, stores: &[&str]) -> rexie::Result<Self> {
+        let open = |name: &str| -> rexie::Result<Option<rexie::Store>> {
+            if stores.contains(&name) {
+                transaction.store(name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Self {
+            queue: open(QUEUE)?,
+            dead: open(DEAD)?,
+            records: open(RECORDS)?,
+            meta: open(META)?,
+        })
+    }
+
+    fn store<'a>(
+        slot: &'a Option<rexie::Store>,
+        name: &'static str,
+    ) -> Result<&'a rexie::Store, Fail> {
+        slot.as_ref().ok_or_else(|| {
+            Fail::Store(StoreError::Backend {
+                operation: "use an object store",
+                message: format!("`{name}` is not part of this transaction"),
+            })
+        })
+    }
+
+    fn queue(&self) -> Result<&rexie::Store, Fail> {
+        Self::store(&self.queue, QUEUE)
+    }
+
+    fn dead(&self) -> Result<&rexie::Store, Fail> {
+        Self::store(&self.dead, DEAD)
+    }
+
+    fn records(&self) -> Result<&rexie::Store, Fail> {
+        Self::store(&self.records, RECORDS)
+    }
+
+    fn meta(&self) -> Result<&rexie::Store, Fail> {
+        Self::store(&self.meta, META)
+    }
+
+    /// Applies a batch in the same order as the in-memory reference store.
+    async fn apply(&self, batch: Batch) -> Result<Applied, Fail> {
+        self.validate(&batch).await?;
+        let mut applied = Applied::default();
+        for write in batch.writes {
+            if self.write(write).await? {
+                applied.writes_applied += 1;
+            }
+        }
+        if let Some(id) = batch.complete {
+            if let Some(action) = self.queued_by_id(id).await? {
+                self.delete_queued(action.seq).await?;
+            }
+        }
+        if let Some(reschedule) = batch.reschedule {
+            self.reschedule(reschedule).await?;
+        }
+        if let Some(bury) = batch.bury {
+            self.bury(bury).await?;
+        }
+        if let Some((id, now)) = batch.revive {
+            self.revive(id, now).await?;
+        }
+        if let Some(id) = batch.discard {
+            let dead = self.dead()?;
+            let keys = req(
+                "find dead letters",
+                dead.index(BY_ID)
+                    .map_err(|e| Fail::Idb("open an index", e))?
+                    .get_all_keys(Some(only(&id_key(id))?), None),
+            )
+            .await?;
+            for key in keys {
+                req("delete a dead letter", dead.delete(key)).await?;
+            }
+        }
+        if let Some(new) = batch.enqueue {
+            applied.queued = Some(self.enqueue(new).await?);
+        }
+        Ok(applied)
+    }
+
+    /// Fails with `NotFound` before anything is written, as the reference store does.
+    async fn validate(&self, batch: &Batch) -> Result<(), Fail> {
+        let queued_ids = batch
+            .reschedule
+            .iter()
+            .map(|r| r.id)
+            .chain(batch.bury.iter().map(|b| b.id));
+        for id in queued_ids {
+            let count = req(
+                "look up a queued action",
+                self.queue()?
+                    .index(BY_ID)
+                    .map_err(|e| Fail::Idb("open an index", e))?
+                    .count(Some(only(&id_key(id))?)),
+            )
+            .await?;
+            if count == 0 {
+                return Err(Fail::Store(StoreError::NotFound(id)));
+            }
+        }
+        for id in batch.revive.iter().map(|(id, _)| *id).chain(batch.discard) {
+            if self.dead_by_id(id).await?.is_none() {
+                return Err(Fail::Store(StoreError::NotFound(id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one write if it is not older than the stored record.
+    async fn write(&self, write: Write) -> Result<bool, Fail> {
+        let records = self.records()?;
+        let key = record_key(&write.collection, &write.key);
+        let existing = req("read a record", records.get(key.into())).await?;
+        if let Some(existing) = existing {
+            let (_, record) = decode_record(&existing)?;
+            if write.stamp < record.stamp {
+                return Ok(false);
+            }
+        }
+        let value = encode_record(&write)?;
+        req("write a record", records.put(&value, None)).await?;
+        Ok(true)
+    }
+
+    async fn reschedule(&self, r: Reschedule) -> Result<(), Fail> {
+        if let Some(mut action) = self.queued_by_id(r.id).await? {
+            action.retries = r.retries;
+            action.next_attempt_at = r.next_attempt_at;
+            action.last_error = Some(r.last_error);
+            self.put_queued(&action).await?;
+        }
+        Ok(())
+    }
+
+    async fn bury(&self, b: Bury) -> Result<(), Fail> {
+        if let Some(action) = self.queued_by_id(b.id).await? {
+            self.delete_queued(action.seq).await?;
+            let dead_seq = self.take_seq(LAST_DEAD_SEQ).await?;
+            let letter = DeadLetter {
+                action,
+                reason: b.reason,
+                message: b.message,
+                failed_at: b.failed_at,
+            };
+            let value = encode_dead(dead_seq, &letter)?;
+            req("write a dead letter", self.dead()?.put(&value, None)).await?;
+        }
+        Ok(())
+    }
+
+    async fn revive(&self, id: ActionId, now: Timestamp) -> Result<(), Fail> {
+        let Some((dead_seq, letter)) = self.dead_by_id(id).await? else {
+            return Ok(());
+        };
+        req(
+            "delete a dead letter",
+            self.dead()?.delete(u64_key(dead_seq)?),
+        )
+        .await?;
+        let mut action = letter.action;
+        // The queue keeps at most one copy of a call and of a query: if the same one was
+        // queued again meanwhile, reviving just drops the dead letter.
+        let duplicate = self.queued_by_id(action.id).await?.is_some()
+            || (action.kind == ActionKind::Query
+                && self
+                    .queued_query(&action.name, &action.params)
+                    .await?
+                    .is_some());
+        if !duplicate {
+            action.seq = self.take_seq(LAST_SEQ).await?;
+            action.retries = 0;
+            action.next_attempt_at = now;
+            action.last_error = None;
+            self.put_queued(&action).await?;
+        }
+        Ok(())
+    }
+
+    async fn enqueue(&self, new: NewQueued) -> Result<ActionId, Fail> {
+        if new.kind == ActionKind::Query {
+            if let Some(existing) = self.queued_query(&new.name, &new.params).await? {
+                return Ok(existing.id);
+            }
+        }
+        if let Some(existing) = self.queued_by_id(new.id).await? {
+            // Enqueueing the same id twice keeps the first.
+            return Ok(existing.id);
+        }
+        let action = QueuedAction {
+            seq: self.take_seq(LAST_SEQ).await?,
+            id: new.id,
+            name: new.name,
+            version: new.version,
+            kind: new.kind,
+            params: new.params,
+            timestamp: new.timestamp,
+            retries: 0,
+            next_attempt_at: new.timestamp,
+            last_error: None,
+        };
+        self.put_queued(&action).await?;
+        Ok(action.id)
+    }
+
+    /// Hands out the next number of the counter `name`; numbers are never reused, even after
+    /// the queue empties, because the counter lives apart from the records.
+    async fn take_seq(&self, name: &str) -> Result<u64, Fail> {
+        let meta = self.meta()?;
+        let key = JsValue::from_str(name);
+        let last = match req("read a counter", meta.get(key.clone())).await? {
+            Some(value) => decode_u64(&value, name)?,
+            None => 0,
+        };
+        let next = last + 1;
+        if next > MAX_SAFE_INTEGER {
+            return Err(Fail::Store(StoreError::Backend {
+                operation: "number a queued action",
+                message: format!("the counter `{name}` is exhausted"),
+            }));
+        }
+        req("write a counter", meta.put(&u64_key(next)?, Some(&key))).await?;
+        Ok(next)
+    }
+
+    async fn queued_by_id(&self, id: ActionId) -> Result<Option<QueuedAction>, Fail> {
+        let found = req(
+            "look up a queued action",
+            self.queue()?
+                .index(BY_ID)
+                .map_err(|e| Fail::Idb("open an index", e))?
+                .get(id_key(id)),
+        )
+        .await?;
+        found.map(|value| decode_queued(&value)).transpose()
+    }
+
+    /// The first queued query with this name and params, if any.
+    async fn queued_query(&self, name: &str, params: &str) -> Result<Option<QueuedAction>, Fail> {
+        let key: JsValue = Array::of3(
+            &JsValue::from_str(kind_str(ActionKind::Query)),
+            &JsValue::from_str(name),
+            &JsValue::from_str(params),
+        )
+        .into();
+        let found = req(
+            "look up a queued query",
+            self.queue()?
+                .index(BY_QUERY)
+                .map_err(|e| Fail::Idb("open an index", e))?
+                .get(key),
+        )
+        .await?;
+        found.map(|value| decode_queued(&value)).transpose()
+    }
+
+    /// The oldest dead letter of this id, with its key.
+    async fn dead_by_id(&self, id: ActionId) -> Result<Option<(u64, DeadLetter)>, Fail> {
+        let found = req(
+            "look up a dead letter",
+            self.dead()?
+                .index(BY_ID)
+                .map_err(|e| Fail::Idb("open an index", e))?
+                .get(id_key(id)),
+        )
+        .await?;
+        found.map(|value| decode_dead(&value)).transpose()
+    }
+
+    async fn put_queued(&self, action: &QueuedAction) -> Result<(), Fail> {
+        let value = encode_queued(action)?;
+        req("write a queued action", self.queue()?.put(&value, None)).await?;
+        Ok(())
+    }
+
+    async fn delete_queued(&self, seq: u64) -> Result<(), Fail> {
+        req(
+            "delete a queued action",
+            self.queue()?.delete(u64_key(seq)?),
+        )
+        .await
+    }
+}
+
+impl Store for IndexedDbStore {
+    fn apply(&self, batch: Batch) -> BoxFuture<'_, Result<Applied, StoreError>> {
+        boxed(self.apply_batch(batch))
+    }
+
+    fn get<'a>(
+        &'a self,
+        collection: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        boxed(self.read(&[RECORDS], async move |tx: Tx| {
+            let found = req(
+                "read a record",
+                tx.records()?.get(record_key(collection, key).into()),
+            )
+            .await?;
+            found
+                .map(|value| decode_record(&value).map(|(_, record)| record))
+                .transpose()
+        }))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        collection: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Record)>, StoreError>> {
+        boxed(self.read(&[RECORDS], async move |tx: Tx| {
+            // Keys are `[collection, key]`: `[collection]` sorts before all of the
+            // collection's keys, and `[collection, []]` after them (arrays sort after strings).
+            let lower: JsValue = Array::of1(&JsValue::from_str(collection)).into();
+            let upper: JsValue =
+                Array::of2(&JsValue::from_str(collection), &Array::new().into()).into();
+            let range = KeyRange::bound(&lower, &upper, Some(false), Some(true))
+                .map_err(|e| Fail::Idb("build a key range", e.into()))?;
+            let values = req("scan records", tx.records()?.get_all(Some(range), None)).await?;
+            let mut records = values
+                .iter()
+                .map(decode_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            // IndexedDB orders strings by UTF-16 code unit; the contract is UTF-8 byte order.
+            records.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(records)
+        }))
+    }
+
+    fn queued(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
+        boxed(async move {
+            // IndexedDB reads a count of 0 as "no limit".
+            if limit == 0 || after.is_some_and(|seq| seq >= MAX_SAFE_INTEGER) {
+                return Ok(Vec::new());
+            }
+            self.read(&[QUEUE], async move |tx: Tx| {
+                let range = match after {
+                    Some(seq) => Some(
+                        KeyRange::lower_bound(&u64_key(seq)?, Some(true))
+                            .map_err(|e| Fail::Idb("build a key range", e.into()))?,
+                    ),
+                    None => None,
+                };
+                let count = u32::try_from(limit).ok();
+                let values = req("read the queue", tx.queue()?.get_all(range, count)).await?;
+                values.iter().map(decode_queued).collect()
+            })
+            .await
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        boxed(self.read(&[DEAD], async move |tx: Tx| {
+            let values = req("read the dead letters", tx.dead()?.get_all(None, None)).await?;
+            values
+                .iter()
+                .map(|value| decode_dead(value).map(|(_, letter)| letter))
+                .collect()
+        }))
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<Counts, StoreError>> {
+        boxed(self.read(&[QUEUE, DEAD], async move |tx: Tx| {
+            let pending = req("count the queue", tx.queue()?.count(None)).await?;
+            let dead = req("count the dead letters", tx.dead()?.count(None)).await?;
+            Ok(Counts {
+                pending: u64::from(pending),
+                dead: u64::from(dead),
+            })
+        }))
+    }
+}
+
+// ---- Errors -------------------------------------------------------------------------------
+
+/// The name of the `DOMException` behind an error, such as `QuotaExceededError`.
+fn dom_exception_name(error: &rexie::Error) -> Option<String> {
+    match error {
+        rexie::Error::IdbError(idb::Error::DomException(exception)) => Some(exception.name()),
+        rexie::Error::IdbError(other) => js_payload(other)
+            .and_then(|value| value.dyn_ref::<web_sys::DomException>().map(|e| e.name())),
+        _ => None,
+    }
+}
+
+/// The JavaScript error some `idb` errors carry (for a request the browser refused at once).
+fn js_payload(error: &idb::Error) -> Option<&JsValue> {
+    use idb::Error::*;
+    match error {
+        AddFailed(v)
+        | ClearFailed(v)
+        | CountFailed(v)
+        | DeleteFailed(v)
+        | GetAllFailed(v)
+        | GetAllKeysFailed(v)
+        | GetFailed(v)
+        | GetKeyFailed(v)
+        | IndexNotFound(v)
+        | IndexedDbOpenFailed(v)
+        | ObjectStoreNotFound(v)
+        | OpenCursorFailed(v)
+        | TransactionOpenFailed(v)
+        | TransactionCommitError(v)
+        | UpdateFailed(v)
+        | KeyRangeCreateFailed(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// The most specific description of an error: the `DOMException`'s name and message.
+fn describe(error: &rexie::Error) -> String {
+    match error {
+        rexie::Error::IdbError(idb::Error::DomException(exception)) => {
+            format!("{}: {}", exception.name(), exception.message())
+        }
+        rexie::Error::IdbError(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn quota_message(error: &rexie::Error) -> String {
+    format!(
+        "the browser's storage quota for this site is used up ({}); free space, or ask for \
+         persistent storage with navigator.storage.persist()",
+        describe(error)
+    )
+}
+
+/// Maps a `rexie` error: quota errors become [`StoreError::Full`], others
+/// [`StoreError::Backend`].
+fn idb_error(operation: &'static str, error: &rexie::Error) -> StoreError {
+    match dom_exception_name(error).as_deref() {
+        Some("QuotaExceededError") => StoreError::Full {
+            message: quota_message(error),
+        },
+        _ => StoreError::Backend {
+            operation,
+            message: describe(error),
+        },
+    }
+}
+
+/// The browser aborted a transaction whose requests all succeeded. It says why only on the
+/// transaction object, which `rexie` does not expose, and the usual reason is the quota
+/// (checked when the transaction commits): ask the storage manager how full the site is.
+async fn unexplained_abort() -> StoreError {
+    match storage_estimate().await {
+        Some((usage, quota)) if quota > 0.0 && quota - usage < quota * 0.05 => StoreError::Full {
+            message: format!(
+                "the browser aborted the write with the site's storage at {usage:.0} of \
+                 {quota:.0} bytes; free space, or ask for persistent storage with \
+                 navigator.storage.persist()"
+            ),
+        },
+        estimate => StoreError::Backend {
+            operation: "commit",
+            message: match estimate {
+                Some((usage, quota)) => format!(
+                    "the browser aborted the transaction (storage at {usage:.0} of {quota:.0} bytes)"
+                ),
+                None => "the browser aborted the transaction".to_owned(),
+            },
+        },
+    }
+}
+
+/// `navigator.storage.estimate()`: (usage, quota) in bytes, if the browser tells.
+async fn storage_estimate() -> Option<(f64, f64)> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let storage = Reflect::get(&navigator, &"storage".into()).ok()?;
+    let estimate = Reflect::get(&storage, &"estimate".into())
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    let promise = estimate
+        .call0(&storage)
+        .ok()?
+        .dyn_into::<js_sys::Promise>()
+        .ok()?;
+    let result = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let usage = Reflect::get(&result, &"usage".into()).ok()?.as_f64()?;
+    let quota = Reflect::get(&result, &"quota".into()).ok()?.as_f64()?;
+    Some((usage, quota))
+}
+
+// ---- Encoding -----------------------------------------------------------------------------
+//
+// Records are plain JavaScript objects, readable in the browser's developer tools. Numbers
+// up to 2^53 - 1 are stored as numbers; larger ones (a saturated timestamp) as decimal text,
+// since a JavaScript number would round them.
+
+fn set(object: &Object, key: &str, value: &JsValue) -> Result<(), Fail> {
+    Reflect::set(object, &JsValue::from_str(key), value)
+        .map(drop)
+        .map_err(|e| Fail::Decode(format!("could not set `{key}` on a record: {e:?}")))
+}
+
+fn field(object: &JsValue, key: &str) -> Result<JsValue, Fail> {
+    Reflect::get(object, &JsValue::from_str(key))
+        .map_err(|e| Fail::Decode(format!("could not read `{key}` of a record: {e:?}")))
+}
+
+fn string_field(object: &JsValue, key: &str) -> Result<String, Fail> {
+    field(object, key)?
+        .as_string()
+        .ok_or_else(|| Fail::Decode(format!("`{key}` of a record is not text")))
+}
+
+fn optional_string_field(object: &JsValue, key: &str) -> Result<Option<String>, Fail> {
+    let value = field(object, key)?;
+    if value.is_null() || value.is_undefined() {
+        return Ok(None);
+    }
+    value
+        .as_string()
+        .map(Some)
+        .ok_or_else(|| Fail::Decode(format!("`{key}` of a record is neither text nor null")))
+}
+
+/// A `u64` as stored: a number when exact, else decimal text.
+fn encode_u64(value: u64) -> JsValue {
+    if value <= MAX_SAFE_INTEGER {
+        // Exact: every integer up to 2^53 - 1 is a double.
+        JsValue::from_f64(value as f64)
+    } else {
+        JsValue::from_str(&value.to_string())
+    }
+}
+
+/// A `u64` used as a key, which must be a number.
+fn u64_key(value: u64) -> Result<JsValue, Fail> {
+    if value <= MAX_SAFE_INTEGER {
+        Ok(JsValue::from_f64(value as f64))
+    } else {
+        Err(Fail::Store(StoreError::Backend {
+            operation: "build a key",
+            message: format!("{value} is too large for an IndexedDB number key"),
+        }))
+    }
+}
+
+fn decode_u64(value: &JsValue, what: &str) -> Result<u64, Fail> {
+    if let Some(number) = value.as_f64() {
+        if number >= 0.0 && number.fract() == 0.0 && number <= MAX_SAFE_INTEGER as f64 {
+            // Exact: checked to be a whole number in range.
+            return Ok(number as u64);
+        }
+    } else if let Some(text) = value.as_string() {
+        if let Ok(number) = text.parse() {
+            return Ok(number);
+        }
+    }
+    Err(Fail::Decode(format!(
+        "`{what}` is not a whole number: {value:?}"
+    )))
+}
+
+fn u64_field(object: &JsValue, key: &str) -> Result<u64, Fail> {
+    decode_u64(&field(object, key)?, key)
+}
+
+fn u32_field(object: &JsValue, key: &str) -> Result<u32, Fail> {
+    let value = u64_field(object, key)?;
+    u32::try_from(value).map_err(|_| Fail::Decode(format!("`{key}` is out of range: {value}")))
+}
+
+fn id_key(id: ActionId) -> JsValue {
+    JsValue::from_str(&id.to_string())
+}
+
+fn only(key: &JsValue) -> Result<KeyRange, Fail> {
+    KeyRange::only(key).map_err(|e| Fail::Idb("build a key range", e.into()))
+}
+
+fn decode_id(object: &JsValue, key: &str) -> Result<ActionId, Fail> {
+    let text = string_field(object, key)?;
+    text.parse()
+        .map_err(|e| Fail::Decode(format!("`{key}` is not an action id ({text:?}): {e}")))
+}
+
+const fn kind_str(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Query => "query",
+        ActionKind::Mutation => "mutation",
+    }
+}
+
+fn record_key(collection: &str, key: &str) -> Array {
+    Array::of2(&JsValue::from_str(collection), &JsValue::from_str(key))
+}
+
+fn encode_queued(action: &QueuedAction) -> Result<JsValue, Fail> {
+    let object = Object::new();
+    set(&object, "seq", &u64_key(action.seq)?)?;
+    set(&object, "id", &id_key(action.id))?;
+    set(&object, "name", &JsValue::from_str(&action.name))?;
+    set(&object, "version", &JsValue::from(action.version))?;
+    set(&object, "kind", &JsValue::from_str(kind_str(action.kind)))?;
+    set(&object, "params", &JsValue::from_str(&action.params))?;
+    set(&object, "timestamp", &encode_u64(action.timestamp.0))?;
+    set(&object, "retries", &JsValue::from(action.retries))?;
+    set(
+        &object,
+        "next_attempt_at",
+        &encode_u64(action.next_attempt_at.0),
+    )?;
+    let last_error = action
+        .last_error
+        .as_deref()
+        .map_or(JsValue::NULL, JsValue::from_str);
+    set(&object, "last_error", &last_error)?;
+    Ok(object.into())
+}
+
+fn decode_queued(value: &JsValue) -> Result<QueuedAction, Fail> {
+    let kind = match string_field(value, "kind")?.as_str() {
+        "query" => ActionKind::Query,
+        "mutation" => ActionKind::Mutation,
+        other => return Err(Fail::Decode(format!("unknown action kind {other:?}"))),
+    };
+    Ok(QueuedAction {
+        seq: u64_field(value, "seq")?,
+        id: decode_id(value, "id")?,
+        name: string_field(value, "name")?,
+        version: u32_field(value, "version")?,
+        kind,
+        params: string_field(value, "params")?,
+        timestamp: Timestamp(u64_field(value, "timestamp")?),
+        retries: u32_field(value, "retries")?,
+        next_attempt_at: Timestamp(u64_field(value, "next_attempt_at")?),
+        last_error: optional_string_field(value, "last_error")?,
+    })
+}
+
+fn encode_dead(dead_seq: u64, letter: &DeadLetter) -> Result<JsValue, Fail> {
+    let object = Object::new();
+    set(&object, "dead_seq", &u64_key(dead_seq)?)?;
+    set(&object, "action", &encode_queued(&letter.action)?)?;
+    set(
+        &object,
+        "reason",
+        &JsValue::from_str(letter.reason.as_str()),
+    )?;
+    set(&object, "message", &JsValue::from_str(&letter.message))?;
+    set(&object, "failed_at", &encode_u64(letter.failed_at.0))?;
+    Ok(object.into())
+}
+
+fn decode_dead(value: &JsValue) -> Result<(u64, DeadLetter), Fail> {
+    let reason = string_field(value, "reason")?;
+    let letter = DeadLetter {
+        action: decode_queued(&field(value, "action")?)?,
+        reason: DeadReason::parse(&reason)
+            .ok_or_else(|| Fail::Decode(format!("unknown dead-letter reason {reason:?}")))?,
+        message: string_field(value, "message")?,
+        failed_at: Timestamp(u64_field(value, "failed_at")?),
+    };
+    Ok((u64_field(value, "dead_seq")?, letter))
+}
+
+fn encode_record(write: &Write) -> Result<JsValue, Fail> {
+    let object = Object::new();
+    set(&object, "collection", &JsValue::from_str(&write.collection))?;
+    set(&object, "key", &JsValue::from_str(&write.key))?;
+    let value = write
+        .value
+        .as_deref()
+        .map_or(JsValue::NULL, JsValue::from_str);
+    set(&object, "value", &value)?;
+    set(&object, "timestamp", &encode_u64(write.stamp.timestamp.0))?;
+    set(&object, "action", &id_key(write.stamp.action))?;
+    Ok(object.into())
+}
+
+fn decode_record(value: &JsValue) -> Result<(String, Record), Fail> {
+    let record = Record {
+        value: optional_string_field(value, "value")?,
+        stamp: Stamp {
+            timestamp: Timestamp(u64_field(value, "timestamp")?),
+            action: decode_id(value, "action")?,
+        },
+    };
+    Ok((string_field(value, "key")?, record))
+}

@@ -1,0 +1,932 @@
+//! A durable store in one SQLite file, for native apps (desktop, mobile, servers).
+
+use super::{
+    Applied, Batch, Bury, Counts, DeadLetter, DeadReason, QueuedAction, Record, Reschedule, Stamp,
+    Store, Write,
+};
+use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError, Timestamp};
+use core::fmt;
+use rusqlite::types::FromSql;
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction,
+    TransactionBehavior,
+};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Marks the file as ours in the SQLite header (`PRAGMA application_id`): ASCII "SYNC".
+const APPLICATION_ID: i32 = 0x5359_4E43;
+
+/// The schema this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i32 = 1;
+
+/// Stored in the `meta` table, a second check that a file with our application id is ours.
+const FORMAT: &str = "sync-runtime store";
+
+/// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new file starts at 0.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1];
+
+// Timestamps are stored bit for bit as INTEGER (see `to_sql_u64`), and SQL never orders or
+// compares them, so a saturated `Timestamp(u64::MAX)` round-trips. `seq` uses AUTOINCREMENT
+// because plain rowids are reused after the last row is deleted, and the queue order must
+// never repeat a number. Dead letters keep their burial order in `position`. The pending and
+// dead counts are kept by triggers, so `counts` reads one row however long the queue is.
+const SCHEMA_V1: &str = "
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('format', 'sync-runtime store');
+
+CREATE TABLE queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT
+);
+CREATE UNIQUE INDEX queue_query_dedupe ON queue (name, params) WHERE kind = 'query';
+
+CREATE TABLE dead (
+    position INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL,
+    failed_at INTEGER NOT NULL
+);
+CREATE INDEX dead_by_id ON dead (id);
+
+CREATE TABLE data (
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    timestamp INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    PRIMARY KEY (collection, key)
+);
+
+CREATE TABLE counts (
+    only INTEGER PRIMARY KEY CHECK (only = 0),
+    pending INTEGER NOT NULL,
+    dead INTEGER NOT NULL
+);
+INSERT INTO counts (only, pending, dead) VALUES (0, 0, 0);
+CREATE TRIGGER queue_insert_counts AFTER INSERT ON queue
+    BEGIN UPDATE counts SET pending = pending + 1; END;
+CREATE TRIGGER queue_delete_counts AFTER DELETE ON queue
+    BEGIN UPDATE counts SET pending = pending - 1; END;
+CREATE TRIGGER dead_insert_counts AFTER INSERT ON dead
+    BEGIN UPDATE counts SET dead = dead + 1; END;
+CREATE TRIGGER dead_delete_counts AFTER DELETE ON dead
+    BEGIN UPDATE counts SET dead = dead - 1; END;
+";
+
+/// The columns of a queued action, in the order `decode_queued` reads them; the dead-letter
+/// table has the same ones first. A macro so that `concat!` builds each statement at compile
+/// time.
+macro_rules! queued_columns {
+    () => {
+        "seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error"
+    };
+}
+
+/// How long a write waits for another connection (another process on the same file) to
+/// finish its transaction before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`Store`] that keeps everything in one SQLite file.
+///
+/// Each [`apply`](Store::apply) is one SQLite transaction. The file is in WAL mode with
+/// `synchronous = NORMAL`: a batch whose `apply` returned survives a crash of the process
+/// (including `kill -9`), because it is already in the write-ahead log the operating system
+/// holds; on power loss or an operating-system crash the last few batches may be rolled back,
+/// never half-applied.
+///
+/// SQLite is a blocking library: each call does its work when its future is first polled and
+/// blocks the calling thread while it does, usually well under a millisecond, as any embedded
+/// database would. The store holds one connection behind a mutex; several processes may open
+/// the same file (writes wait for each other up to five seconds).
+///
+/// The file's schema is versioned. Opening a file written by a newer version of this crate,
+/// a SQLite file of another application, or a file that is not a SQLite database fails with
+/// [`StoreError::Incompatible`] instead of touching it.
+///
+/// ```
+/// use sync_runtime::store::SqliteStore;
+/// use sync_runtime::Store;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("offline.db");
+/// let store = SqliteStore::open(&path)?;
+/// # futures::executor::block_on(async {
+/// assert_eq!(store.counts().await?.pending, 0);
+/// # Ok::<(), sync_runtime::StoreError>(())
+/// # })?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+    location: String,
+}
+
+/// How to open a [`SqliteStore`]. The defaults suit an app's own store.
+#[derive(Clone, Debug, Default)]
+pub struct SqliteOptions {
+    read_only: bool,
+    max_size: Option<u64>,
+}
+
+impl SqliteOptions {
+    /// The defaults: read-write, created if missing, no size limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens an existing store without ever writing to it, for example to inspect another
+    /// app's queue. Every non-empty [`apply`](Store::apply) fails with
+    /// [`StoreError::Backend`].
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Caps the file at about `bytes` (rounded up to whole SQLite pages; never below what it
+    /// already holds). A batch that would grow it further fails with [`StoreError::Full`]
+    /// and writes nothing.
+    #[must_use]
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store in the file at `path`, creating the file if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Incompatible`] if the file is not a store this version can use;
+    /// [`StoreError::Backend`] if it cannot be opened at all.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens the store in the file at `path` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`]; a read-only open of a missing or empty file also fails.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let location = path.display().to_string();
+        // No SQLITE_OPEN_URI: a file named "file:..." is a file, not a URI with options.
+        let flags = if options.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let connection = Connection::open_with_flags(path, flags)
+            .map_err(|e| to_store_error("open", &location, e))?;
+        Self::set_up(connection, location, &options)
+    }
+
+    /// A store that lives in memory and disappears when dropped: the SQLite code path without
+    /// the file, for tests.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] if SQLite cannot allocate the database.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let location = ":memory:".to_owned();
+        let connection =
+            Connection::open_in_memory().map_err(|e| to_store_error("open", &location, e))?;
+        Self::set_up(connection, location, &SqliteOptions::default())
+    }
+
+    fn set_up(
+        mut connection: Connection,
+        location: String,
+        options: &SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let fail = |e: Failure| e.into_store_error("open", &location);
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| fail(e.into()))?;
+        // Check before changing anything, so a foreign or newer file is left exactly as it was.
+        let found = schema_version(&connection).map_err(fail)?;
+        if options.read_only {
+            if found < SCHEMA_VERSION {
+                let holds = if found == 0 {
+                    "is empty".to_owned()
+                } else {
+                    format!("holds schema version {found}")
+                };
+                return Err(StoreError::Incompatible {
+                    location,
+                    reason: format!(
+                        "it {holds} and was opened read-only, so it cannot be set up to schema version {SCHEMA_VERSION}"
+                    ),
+                });
+            }
+        } else {
+            // journal_mode answers with the mode in force; an in-memory database stays "memory",
+            // and a file system without shared memory keeps its rollback journal. Both are fine.
+            connection
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .map_err(|e| fail(e.into()))?;
+            connection
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|e| fail(e.into()))?;
+            migrate(&mut connection).map_err(fail)?;
+        }
+        if let Some(bytes) = options.max_size {
+            let page_size: i64 = connection
+                .pragma_query_value(None, "page_size", |row| row.get(0))
+                .map_err(|e| fail(e.into()))?;
+            let page_size = u64::try_from(page_size).unwrap_or(1).max(1);
+            let pages = i64::try_from(bytes.div_ceil(page_size)).unwrap_or(i64::MAX);
+            connection
+                .pragma_update(None, "max_page_count", pages)
+                .map_err(|e| fail(e.into()))?;
+        }
+        Ok(Self {
+            connection: Mutex::new(connection),
+            location,
+        })
+    }
+
+    /// Where the data lives: the file path, or `:memory:`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held dropped its rusqlite Transaction, which rolls back,
+        // so the connection behind a poisoned lock is consistent.
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn run<T>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&mut Connection) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        work(&mut self.lock()).map_err(|e| e.into_store_error(operation, &self.location))
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store for SqliteStore {
+    fn apply(&self, batch: Batch) -> BoxFuture<'_, Result<Applied, StoreError>> {
+        boxed(async move {
+            if batch.is_empty() {
+                return Ok(Applied::default());
+            }
+            self.run("apply a batch", |connection| {
+                // IMMEDIATE takes the write lock up front: a deferred transaction that reads
+                // first and then writes can fail with SQLITE_BUSY without waiting when another
+                // process wrote in between.
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                validate(&tx, &batch)?;
+                let applied = apply_batch(&tx, batch)?;
+                tx.commit()?;
+                Ok(applied)
+            })
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        collection: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        boxed(async move {
+            self.run("read a record", |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT value, timestamp, action FROM data WHERE collection = ?1 AND key = ?2",
+                )?;
+                let mut rows = statement.query(params![collection, key])?;
+                match rows.next()? {
+                    Some(row) => Ok(Some(decode_record(row, collection, key, 0)?)),
+                    None => Ok(None),
+                }
+            })
+        })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        collection: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Record)>, StoreError>> {
+        boxed(async move {
+            self.run("scan a collection", |connection| {
+                let mut statement = connection
+                    .prepare_cached("SELECT key, value, timestamp, action FROM data WHERE collection = ?1 ORDER BY key")?;
+                let mut rows = statement.query(params![collection])?;
+                let mut records = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let key: String = column(row, 0, || format!("a record of collection {collection:?}"))?;
+                    let record = decode_record(row, collection, &key, 1)?;
+                    records.push((key, record));
+                }
+                Ok(records)
+            })
+        })
+    }
+
+    fn queued(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
+        boxed(async move {
+            let after = match after.map(i64::try_from) {
+                None => 0,
+                Some(Ok(after)) => after,
+                // No sequence number SQLite can hold is past this one.
+                Some(Err(_)) => return Ok(Vec::new()),
+            };
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            self.run("read the queue", |connection| {
+                let mut statement = connection.prepare_cached(concat!(
+                    "SELECT ",
+                    queued_columns!(),
+                    " FROM queue WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))?;
+                let mut rows = statement.query(params![after, limit])?;
+                let mut page = Vec::new();
+                while let Some(row) = rows.next()? {
+                    page.push(decode_queued(row, "queue")?);
+                }
+                Ok(page)
+            })
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        boxed(async move {
+            self.run("read the dead letters", |connection| {
+                let mut statement = connection.prepare_cached(concat!(
+                    "SELECT ",
+                    queued_columns!(),
+                    ", reason, message, failed_at FROM dead ORDER BY position"
+                ))?;
+                let mut rows = statement.query([])?;
+                let mut dead = Vec::new();
+                while let Some(row) = rows.next()? {
+                    dead.push(decode_dead(row)?);
+                }
+                Ok(dead)
+            })
+        })
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<Counts, StoreError>> {
+        boxed(async move {
+            self.run("count the queue", |connection| {
+                let mut statement =
+                    connection.prepare_cached("SELECT pending, dead FROM counts WHERE only = 0")?;
+                let mut rows = statement.query([])?;
+                let Some(row) = rows.next()? else {
+                    return Err(Failure::BadData("the counts table has no row".to_owned()));
+                };
+                let count = |index: usize, name: &str| -> Result<u64, Failure> {
+                    let value: i64 = column(row, index, || "the counts row".to_owned())?;
+                    u64::try_from(value).map_err(|_| {
+                        Failure::BadData(format!("the {name} count is negative ({value})"))
+                    })
+                };
+                Ok(Counts {
+                    pending: count(0, "pending")?,
+                    dead: count(1, "dead-letter")?,
+                })
+            })
+        })
+    }
+}
+
+/// Reads the file's schema version: 0 for a new, empty database; an error for anything that is
+/// not a store this build can read.
+fn schema_version(connection: &Connection) -> Result<i32, Failure> {
+    let application_id: i32 =
+        connection.pragma_query_value(None, "application_id", |row| row.get(0))?;
+    let version: i32 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if application_id == 0 {
+        let objects: i64 =
+            connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+        if objects == 0 {
+            return Ok(0);
+        }
+        return Err(Failure::Incompatible(format!(
+            "it is a SQLite database of another application (it holds {objects} schema objects and no sync-runtime application id)"
+        )));
+    }
+    if application_id != APPLICATION_ID {
+        return Err(Failure::Incompatible(format!(
+            "it is a SQLite database of another application (application id {application_id:#010x}, sync-runtime's is {APPLICATION_ID:#010x})"
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Failure::Incompatible(format!(
+            "it holds schema version {version}, written by a newer version of the app; this build reads versions up to {SCHEMA_VERSION}"
+        )));
+    }
+    if version < 1 {
+        return Err(Failure::Incompatible(format!(
+            "it carries sync-runtime's application id but schema version {version}, which no version of sync-runtime writes"
+        )));
+    }
+    let format: Option<String> = connection
+        .query_row("SELECT value FROM meta WHERE key = 'format'", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(|e| {
+            Failure::Incompatible(format!(
+                "it carries sync-runtime's application id but its meta table is unreadable: {e}"
+            ))
+        })?;
+    if format.as_deref() != Some(FORMAT) {
+        return Err(Failure::Incompatible(format!(
+            "it carries sync-runtime's application id but its meta table says {format:?}, not {FORMAT:?}"
+        )));
+    }
+    Ok(version)
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`] in one transaction, so a crash leaves either the
+/// old schema or the new one.
+fn migrate(connection: &mut Connection) -> Result<(), Failure> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read again under the write lock: another process may have set the file up meanwhile.
+    let found = schema_version(&tx)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for step in &MIGRATIONS[usize::try_from(found).unwrap_or(0)..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Checks that every queued action and dead letter the batch names exists, before anything
+/// changes, exactly as the in-memory store does.
+fn validate(tx: &Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
+    let queued = |id: &ActionId| exists(tx, "SELECT 1 FROM queue WHERE id = ?1", id);
+    let dead = |id: &ActionId| exists(tx, "SELECT 1 FROM dead WHERE id = ?1", id);
+    for id in batch
+        .reschedule
+        .iter()
+        .map(|r| &r.id)
+        .chain(batch.bury.iter().map(|b| &b.id))
+    {
+        if !queued(id)? {
+            return Err(Failure::Store(StoreError::NotFound(*id)));
+        }
+    }
+    for id in batch.revive.iter().map(|(id, _)| id).chain(&batch.discard) {
+        if !dead(id)? {
+            return Err(Failure::Store(StoreError::NotFound(*id)));
+        }
+    }
+    Ok(())
+}
+
+fn exists(tx: &Transaction<'_>, sql: &str, id: &ActionId) -> Result<bool, Failure> {
+    Ok(tx.prepare_cached(sql)?.exists(params![id.to_string()])?)
+}
+
+/// Applies a validated batch in the in-memory store's order: writes, complete, reschedule,
+/// bury, revive, discard, enqueue.
+fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
+    let mut applied = Applied::default();
+    for write in &batch.writes {
+        if write_if_newer(tx, write)? {
+            applied.writes_applied += 1;
+        }
+    }
+    if let Some(id) = batch.complete {
+        tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?
+            .execute(params![id.to_string()])?;
+    }
+    if let Some(Reschedule {
+        id,
+        retries,
+        next_attempt_at,
+        last_error,
+    }) = &batch.reschedule
+    {
+        tx.prepare_cached(
+            "UPDATE queue SET retries = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            id.to_string(),
+            retries,
+            to_sql_u64(next_attempt_at.0),
+            last_error
+        ])?;
+    }
+    if let Some(Bury {
+        id,
+        reason,
+        message,
+        failed_at,
+    }) = &batch.bury
+    {
+        tx.prepare_cached(concat!(
+            "INSERT INTO dead (",
+            queued_columns!(),
+            ", reason, message, failed_at) SELECT ",
+            queued_columns!(),
+            ", ?2, ?3, ?4 FROM queue WHERE id = ?1"
+        ))?
+        .execute(params![
+            id.to_string(),
+            reason.as_str(),
+            message,
+            to_sql_u64(failed_at.0)
+        ])?;
+        tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?
+            .execute(params![id.to_string()])?;
+    }
+    if let Some((id, now)) = batch.revive {
+        let position: Option<i64> = tx
+            .prepare_cached("SELECT position FROM dead WHERE id = ?1 ORDER BY position LIMIT 1")?
+            .query_row(params![id.to_string()], |row| row.get(0))
+            .optional()?;
+        if let Some(position) = position {
+            // OR IGNORE: if the same call or the same query is queued already, the unique
+            // indexes turn the revive into dropping the dead letter, and the queue keeps one.
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error) \
+                 SELECT id, name, version, kind, params, timestamp, 0, ?2, NULL FROM dead WHERE position = ?1",
+            )?
+            .execute(params![position, to_sql_u64(now.0)])?;
+            tx.prepare_cached("DELETE FROM dead WHERE position = ?1")?
+                .execute(params![position])?;
+        }
+    }
+    if let Some(id) = batch.discard {
+        tx.prepare_cached("DELETE FROM dead WHERE id = ?1")?
+            .execute(params![id.to_string()])?;
+    }
+    if let Some(new) = batch.enqueue {
+        let id = new.id.to_string();
+        let duplicate: Option<String> = if new.kind == ActionKind::Query {
+            tx.prepare_cached(
+                "SELECT id FROM queue WHERE kind = 'query' AND name = ?1 AND params = ?2",
+            )?
+            .query_row(params![new.name, new.params], |row| row.get(0))
+            .optional()?
+        } else {
+            None
+        };
+        if let Some(existing) = duplicate {
+            applied.queued = Some(parse_id(&existing, || {
+                format!("the queued query {:?}", new.name)
+            })?);
+        } else if exists(tx, "SELECT 1 FROM queue WHERE id = ?1", &new.id)? {
+            // Enqueueing the same id twice keeps the first.
+            applied.queued = Some(new.id);
+        } else {
+            let timestamp = to_sql_u64(new.timestamp.0);
+            tx.prepare_cached(
+                "INSERT INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, NULL)",
+            )?
+            .execute(params![id, new.name, new.version, kind_name(new.kind), new.params, timestamp])?;
+            applied.queued = Some(new.id);
+        }
+    }
+    Ok(applied)
+}
+
+/// Last-write-wins, compared in Rust with [`Stamp`]'s own order so it matches every backend
+/// exactly, whatever SQLite would make of the stored text and integers.
+fn write_if_newer(tx: &Transaction<'_>, write: &Write) -> Result<bool, Failure> {
+    let existing = tx
+        .prepare_cached("SELECT timestamp, action FROM data WHERE collection = ?1 AND key = ?2")?
+        .query_row(params![write.collection, write.key], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .optional()?;
+    if let Some((timestamp, action)) = existing {
+        let stamp = Stamp {
+            timestamp: Timestamp(from_sql_u64(timestamp)),
+            action: parse_id(&action, || {
+                format!(
+                    "record {:?} of collection {:?}",
+                    write.key, write.collection
+                )
+            })?,
+        };
+        if write.stamp < stamp {
+            return Ok(false);
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO data (collection, key, value, timestamp, action) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (collection, key) DO UPDATE \
+         SET value = excluded.value, timestamp = excluded.timestamp, action = excluded.action",
+    )?
+    .execute(params![
+        write.collection,
+        write.key,
+        write.value,
+        to_sql_u64(write.stamp.timestamp.0),
+        write.stamp.action.to_string()
+    ])?;
+    Ok(true)
+}
+
+fn decode_record(
+    row: &Row<'_>,
+    collection: &str,
+    key: &str,
+    first: usize,
+) -> Result<Record, Failure> {
+    let whose = || format!("record {key:?} of collection {collection:?}");
+    let value: Option<String> = column(row, first, whose)?;
+    let timestamp: i64 = column(row, first + 1, whose)?;
+    let action: String = column(row, first + 2, whose)?;
+    Ok(Record {
+        value,
+        stamp: Stamp {
+            timestamp: Timestamp(from_sql_u64(timestamp)),
+            action: parse_id(&action, whose)?,
+        },
+    })
+}
+
+/// Decodes the `queued_columns!()` at the start of a row of `table`.
+fn decode_queued(row: &Row<'_>, table: &str) -> Result<QueuedAction, Failure> {
+    let seq: i64 = column(row, 0, || format!("a row of the {table} table"))?;
+    let whose = || format!("the {table} row with seq {seq}");
+    let id: String = column(row, 1, whose)?;
+    let version: i64 = column(row, 3, whose)?;
+    let kind: String = column(row, 4, whose)?;
+    let retries: i64 = column(row, 7, whose)?;
+    Ok(QueuedAction {
+        seq: u64::try_from(seq)
+            .map_err(|_| Failure::BadData(format!("{} has a negative seq", whose())))?,
+        id: parse_id(&id, whose)?,
+        name: column(row, 2, whose)?,
+        version: u32::try_from(version).map_err(|_| {
+            Failure::BadData(format!(
+                "{} has version {version}, outside 0..=u32::MAX",
+                whose()
+            ))
+        })?,
+        kind: match kind.as_str() {
+            "query" => ActionKind::Query,
+            "mutation" => ActionKind::Mutation,
+            _ => {
+                return Err(Failure::BadData(format!(
+                    "{} has unknown kind {kind:?}",
+                    whose()
+                )))
+            }
+        },
+        params: column(row, 5, whose)?,
+        timestamp: Timestamp(from_sql_u64(column(row, 6, whose)?)),
+        retries: u32::try_from(retries).map_err(|_| {
+            Failure::BadData(format!(
+                "{} has retries {retries}, outside 0..=u32::MAX",
+                whose()
+            ))
+        })?,
+        next_attempt_at: Timestamp(from_sql_u64(column(row, 8, whose)?)),
+        last_error: column(row, 9, whose)?,
+    })
+}
+
+fn decode_dead(row: &Row<'_>) -> Result<DeadLetter, Failure> {
+    let action = decode_queued(row, "dead-letter")?;
+    let whose = || format!("the dead letter {}", action.id);
+    let reason: String = column(row, 10, whose)?;
+    let Some(reason) = DeadReason::parse(&reason) else {
+        return Err(Failure::BadData(format!(
+            "{} has unknown reason {reason:?}",
+            whose()
+        )));
+    };
+    let message = column(row, 11, whose)?;
+    let failed_at = Timestamp(from_sql_u64(column(row, 12, whose)?));
+    Ok(DeadLetter {
+        action,
+        reason,
+        message,
+        failed_at,
+    })
+}
+
+/// Reads a column, naming the row if its stored type is not the expected one (SQLite lets any
+/// column hold any type, so a hand-edited file can hold anything).
+fn column<T: FromSql>(
+    row: &Row<'_>,
+    index: usize,
+    whose: impl Fn() -> String,
+) -> Result<T, Failure> {
+    row.get(index).map_err(|e| match e {
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..) => Failure::BadData(format!("{}: {e}", whose())),
+        other => Failure::Sql(other),
+    })
+}
+
+fn parse_id(text: &str, whose: impl Fn() -> String) -> Result<ActionId, Failure> {
+    text.parse().map_err(|e| {
+        Failure::BadData(format!(
+            "{} has action id {text:?}, which is not a uuid ({e})",
+            whose()
+        ))
+    })
+}
+
+const fn kind_name(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Query => "query",
+        ActionKind::Mutation => "mutation",
+    }
+}
+
+/// Stores a `u64` in SQLite's signed INTEGER bit for bit, so values above `i64::MAX` (a
+/// saturated timestamp) survive; only Rust ever compares them.
+const fn to_sql_u64(value: u64) -> i64 {
+    i64::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// The inverse of [`to_sql_u64`].
+const fn from_sql_u64(value: i64) -> u64 {
+    u64::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// What went wrong inside, before it is given the store's location and the operation.
+#[derive(Debug)]
+enum Failure {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+    /// A stored value this build cannot read.
+    BadData(String),
+    /// The file as a whole is not a store this build can use.
+    Incompatible(String),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(error: rusqlite::Error) -> Self {
+        Failure::Sql(error)
+    }
+}
+
+impl Failure {
+    fn into_store_error(self, operation: &'static str, location: &str) -> StoreError {
+        match self {
+            Failure::Sql(error) => to_store_error(operation, location, error),
+            Failure::Store(error) => error,
+            Failure::BadData(reason) => StoreError::Incompatible {
+                location: location.to_owned(),
+                reason: format!("{reason} (while trying to {operation})"),
+            },
+            Failure::Incompatible(reason) => StoreError::Incompatible {
+                location: location.to_owned(),
+                reason,
+            },
+        }
+    }
+}
+
+/// Sorts SQLite's errors into what a caller can act on: a full disk and a damaged or foreign
+/// file are not worth retrying; anything else may be.
+fn to_store_error(operation: &'static str, location: &str, error: rusqlite::Error) -> StoreError {
+    let incompatible = |reason: String| StoreError::Incompatible {
+        location: location.to_owned(),
+        reason,
+    };
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::Full {
+            message: format!("{location}: {error}"),
+        },
+        Some(ErrorCode::NotADatabase) => {
+            incompatible(format!("it is not a SQLite database ({error})"))
+        }
+        Some(ErrorCode::DatabaseCorrupt) => incompatible(format!(
+            "the file is damaged ({error}); restore it or delete it to start empty"
+        )),
+        Some(ErrorCode::ReadOnly) => StoreError::Backend {
+            operation,
+            message: format!("{location} is read-only ({error})"),
+        },
+        _ => StoreError::Backend {
+            operation,
+            message: format!("{location}: {error}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(connection: &Connection, sql: &str) -> String {
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap_or_else(|e| panic!("cannot explain {sql}: {e}"));
+        let details = statement
+            .query_map([], |row| row.get::<_, String>(3))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .unwrap_or_else(|e| panic!("cannot explain {sql}: {e}"));
+        details.join("; ")
+    }
+
+    /// The queue, the dedupe and the record lookups must never scan a table: a long offline
+    /// session can queue thousands of actions.
+    #[test]
+    fn hot_queries_use_an_index() {
+        let store = SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}"));
+        let connection = store.lock();
+        let cases = [
+            (
+                concat!(
+                    "SELECT ",
+                    queued_columns!(),
+                    " FROM queue WHERE seq > 1 ORDER BY seq LIMIT 10"
+                )
+                .to_owned(),
+                "SEARCH queue USING INTEGER PRIMARY KEY",
+            ),
+            (
+                "SELECT id FROM queue WHERE kind = 'query' AND name = 'a' AND params = 'b'"
+                    .to_owned(),
+                "INDEX queue_query_dedupe",
+            ),
+            (
+                "SELECT 1 FROM queue WHERE id = 'x'".to_owned(),
+                "INDEX sqlite_autoindex_queue",
+            ),
+            (
+                "SELECT 1 FROM dead WHERE id = 'x'".to_owned(),
+                "INDEX dead_by_id",
+            ),
+            (
+                "SELECT value FROM data WHERE collection = 'a' AND key = 'b'".to_owned(),
+                "INDEX sqlite_autoindex_data",
+            ),
+            (
+                "SELECT key FROM data WHERE collection = 'a' ORDER BY key".to_owned(),
+                "INDEX sqlite_autoindex_data",
+            ),
+        ];
+        for (sql, expected) in cases {
+            let plan = plan(&connection, &sql);
+            assert!(
+                plan.contains(expected),
+                "{sql}\nplan: {plan}\nexpected: {expected}"
+            );
+            assert!(
+                plan.starts_with("SEARCH") && !plan.contains("TEMP B-TREE"),
+                "{sql} scans or sorts: {plan}"
+            );
+        }
+    }
+
+    #[test]
+    fn large_u64_round_trips() {
+        for value in [0, 1, i64::MAX as u64, 1 << 63, u64::MAX] {
+            assert_eq!(from_sql_u64(to_sql_u64(value)), value);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The IndexedDB store in a real browser: the shared conformance cases, durability across
+//! closing and reopening, several connections on one database (several tabs), and opening
+//! errors. Run with `wasm-bindgen-test` in headless Chromium (see `scripts/wasm-toolchain.sh`).
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::Cell;
+use sync_runtime::store::{
+    conformance, Batch, Bury, Counts, DeadReason, IndexedDbStore, NewQueued, Stamp, Write,
+};
+use sync_runtime::{ActionId, ActionKind, Store, StoreError, Timestamp};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+thread_local! {
+    static NEXT_DB: Cell<u32> = const { Cell::new(0) };
+}
+
+/// A database name no earlier run or test used.
+fn fresh_name(what: &str) -> String {
+    let n = NEXT_DB.with(|next| {
+        next.set(next.get() + 1);
+        next.get()
+    });
+    format!("test-{what}-{}-{n}", js_sys::Date::now())
+}
+
+async fn open(name: &str) -> IndexedDbStore {
+    IndexedDbStore::open(name)
+        .await
+        .unwrap_or_else(|e| panic!("open {name}: {e}"))
+}
+
+async fn delete(name: &str) {
+    IndexedDbStore::delete_database(name)
+        .await
+        .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+}
+
+fn id(n: u128) -> ActionId {
+    ActionId(uuid::Uuid::from_u128(n))
+}
+
+fn mutation(n: u128) -> NewQueued {
+    NewQueued {
+        id: id(n),
+        name: "add_product".to_owned(),
+        version: 1,
+        kind: ActionKind::Mutation,
+        params: format!(r#"{{"n":{n}}}"#),
+        timestamp: Timestamp(1_000 + n as u64),
+    }
+}
+
+async fn apply(store: &dyn Store, batch: Batch) {
+    store
+        .apply(batch)
+        .await
+        .unwrap_or_else(|e| panic!("apply: {e}"));
+}
+
+async fn enqueue(store: &dyn Store, n: u128) {
+    let mut batch = Batch::new();
+    batch.enqueue = Some(mutation(n));
+    apply(store, batch).await;
+}
+
+#[wasm_bindgen_test]
+async fn indexeddb_store_conforms() {
+    for case in conformance::CASES {
+        console_log!("store conformance: {}", case.name);
+        let name = fresh_name(case.name);
+        let store = open(&name).await;
+        case.run(&store).await;
+        drop(store);
+        delete(&name).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_lazily_opened_store_conforms_too() {
+    // The default service's store opens on first use; run a few cases through that path.
+    for case in conformance::CASES.iter().take(5) {
+        let name = fresh_name(case.name);
+        let store = IndexedDbStore::new(name.clone());
+        case.run(&store).await;
+        drop(store);
+        delete(&name).await;
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Contents {
+    queue: Vec<sync_runtime::store::QueuedAction>,
+    dead: Vec<sync_runtime::store::DeadLetter>,
+    counts: Counts,
+    products: Vec<(String, sync_runtime::store::Record)>,
+}
+
+async fn contents(store: &dyn Store) -> Contents {
+    Contents {
+        queue: store.queued(None, usize::MAX).await.expect("queue"),
+        dead: store.dead_letters().await.expect("dead letters"),
+        counts: store.counts().await.expect("counts"),
+        products: store.scan("products").await.expect("scan"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn queue_survives_closing_and_reopening() {
+    let name = fresh_name("durable");
+    let (before, last_seq) = {
+        let store = open(&name).await;
+        for n in 1..=5 {
+            let mut batch = Batch::new();
+            batch.enqueue = Some(mutation(n));
+            batch.writes = vec![Write {
+                collection: "products".to_owned(),
+                key: format!("p{n}"),
+                value: Some(format!(r#"{{"name":"item {n}"}}"#)),
+                stamp: Stamp {
+                    timestamp: Timestamp(1_000 + n as u64),
+                    action: id(n),
+                },
+            }];
+            apply(&store, batch).await;
+        }
+        let mut batch = Batch::new();
+        batch.bury = Some(Bury {
+            id: id(2),
+            reason: DeadReason::Rejected,
+            message: "no".to_owned(),
+            failed_at: Timestamp(9_000),
+        });
+        apply(&store, batch).await;
+        let last_seq = store.queued(None, usize::MAX).await.expect("queue")[3].seq;
+        let mut batch = Batch::new();
+        batch.complete = Some(id(5));
+        apply(&store, batch).await;
+        (contents(&store).await, last_seq)
+        // Dropped here: the connection closes.
+    };
+    assert_eq!(
+        before.counts,
+        Counts {
+            pending: 3,
+            dead: 1
+        }
+    );
+
+    let store = open(&name).await;
+    assert_eq!(
+        contents(&store).await,
+        before,
+        "the store changed across closing and reopening"
+    );
+    enqueue(&store, 6).await;
+    let queue = store.queued(None, usize::MAX).await.expect("queue");
+    let last = queue.last().expect("a queue");
+    assert_eq!(last.id, id(6));
+    assert!(
+        last.seq > last_seq,
+        "seq {} reused after reopening (last was {last_seq})",
+        last.seq
+    );
+    drop(store);
+    delete(&name).await;
+}
+
+#[wasm_bindgen_test]
+async fn two_connections_share_one_queue() {
+    // Two tabs: two connections to one database, writing in turns.
+    let name = fresh_name("two-tabs");
+    let first = open(&name).await;
+    let second = open(&name).await;
+    for n in 1..=20 {
+        let store: &dyn Store = if n % 2 == 0 { &first } else { &second };
+        enqueue(store, n).await;
+    }
+    for store in [&first, &second] {
+        let queue = store.queued(None, usize::MAX).await.expect("queue");
+        assert_eq!(
+            queue.iter().map(|q| q.id).collect::<Vec<_>>(),
+            (1..=20).map(id).collect::<Vec<_>>()
+        );
+        assert!(queue.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+    drop((first, second));
+    delete(&name).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_failed_batch_leaves_nothing_behind_across_a_reopen() {
+    let name = fresh_name("atomic");
+    {
+        let store = open(&name).await;
+        enqueue(&store, 1).await;
+        let mut batch = Batch::new();
+        batch.enqueue = Some(mutation(2));
+        batch.complete = Some(id(1));
+        batch.bury = Some(Bury {
+            id: id(99),
+            reason: DeadReason::Rejected,
+            message: "unknown".to_owned(),
+            failed_at: Timestamp(1),
+        });
+        match store.apply(batch).await {
+            Err(StoreError::NotFound(missing)) => assert_eq!(missing, id(99)),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+    let store = open(&name).await;
+    let queue = store.queued(None, usize::MAX).await.expect("queue");
+    assert_eq!(queue.iter().map(|q| q.id).collect::<Vec<_>>(), [id(1)]);
+    drop(store);
+    delete(&name).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_database_from_a_newer_version_is_incompatible() {
+    let name = fresh_name("newer");
+    // Create the database at a schema version this build does not know.
+    let factory = js_sys::Reflect::get(&js_sys::global(), &"indexedDB".into()).expect("indexedDB");
+    let open_fn = js_sys::Reflect::get(&factory, &"open".into())
+        .expect("indexedDB.open")
+        .dyn_into::<js_sys::Function>()
+        .expect("a function");
+    let request = open_fn
+        .call2(&factory, &JsValue::from_str(&name), &JsValue::from(99))
+        .expect("open request");
+    let opened = js_sys::Promise::new(&mut |resolve, reject| {
+        let _ = js_sys::Reflect::set(&request, &"onsuccess".into(), &resolve);
+        let _ = js_sys::Reflect::set(&request, &"onerror".into(), &reject);
+    });
+    wasm_bindgen_futures::JsFuture::from(opened)
+        .await
+        .expect("opened at version 99");
+    let db = js_sys::Reflect::get(&request, &"result".into()).expect("the database");
+    let close = js_sys::Reflect::get(&db, &"close".into())
+        .expect("close")
+        .dyn_into::<js_sys::Function>()
+        .expect("a function");
+    close.call0(&db).expect("close");
+
+    match IndexedDbStore::open(&name).await {
+        Err(StoreError::Incompatible { location, reason }) => {
+            assert!(location.contains(&name), "{location}");
+            assert!(reason.contains("newer"), "{reason}");
+        }
+        other => panic!("expected Incompatible, got {other:?}"),
+    }
+    // The lazy store reports the same on every call, and never panics.
+    let lazy = IndexedDbStore::new(name.clone());
+    for _ in 0..2 {
+        assert!(matches!(
+            lazy.counts().await,
+            Err(StoreError::Incompatible { .. })
+        ));
+    }
+    drop(lazy);
+    delete(&name).await;
+}

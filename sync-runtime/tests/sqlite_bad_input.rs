@@ -1,0 +1,464 @@
+//! The SQLite store meets damaged, foreign, newer, hand-edited, read-only and full files with
+//! a clear error, never a panic, and never changes a file it cannot use.
+#![cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+
+use futures::executor::block_on;
+use rusqlite::Connection;
+use std::fs;
+use std::path::Path;
+use sync_runtime::store::{
+    Batch, Counts, NewQueued, QueuedAction, SqliteOptions, SqliteStore, Stamp, Write,
+};
+use sync_runtime::{ActionId, ActionKind, Store, StoreError, Timestamp};
+use tempfile::TempDir;
+
+#[test]
+fn truncated_file_fails_clearly() {
+    let (_dir, path) = temp_file("truncated.db");
+    {
+        let store = open(&path);
+        for n in 1..=300 {
+            let mut batch = Batch::new();
+            batch.enqueue = Some(mutation(n));
+            batch.writes = vec![put(
+                "products",
+                &format!("p{n:03}"),
+                &"x".repeat(1_000),
+                n as u64,
+            )];
+            apply(&store, batch);
+        }
+    }
+    let length = fs::metadata(&path).expect("metadata").len();
+    assert!(
+        length > 100_000,
+        "the store was checkpointed into the file ({length} bytes)"
+    );
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|file| file.set_len(length / 2))
+        .expect("truncate");
+
+    let errors = match SqliteStore::open(&path) {
+        Err(error) => vec![error],
+        Ok(store) => {
+            let mut errors = Vec::new();
+            errors.extend(block_on(store.counts()).err());
+            errors.extend(block_on(store.queued(None, usize::MAX)).err());
+            errors.extend(block_on(store.dead_letters()).err());
+            errors.extend(block_on(store.scan("products")).err());
+            for n in 1..=300 {
+                errors.extend(block_on(store.get("products", &format!("p{n:03}"))).err());
+            }
+            let mut batch = Batch::new();
+            batch.enqueue = Some(mutation(1_000));
+            errors.extend(block_on(store.apply(batch)).err());
+            errors
+        }
+    };
+    assert!(!errors.is_empty(), "a file cut in half read as if whole");
+    for error in &errors {
+        assert!(
+            matches!(error, StoreError::Incompatible { reason, .. } if reason.contains("damaged")),
+            "not a clear 'damaged' error: {error}"
+        );
+    }
+    println!(
+        "truncated file: {} errors, first: {}",
+        errors.len(),
+        errors[0]
+    );
+}
+
+#[test]
+fn garbage_file_is_incompatible_and_left_alone() {
+    let (_dir, path) = temp_file("garbage.db");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let garbage: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed.to_le_bytes()[0]
+        })
+        .collect();
+    for contents in [garbage.as_slice(), b"hello, I am a text file\n".as_slice()] {
+        fs::write(&path, contents).expect("write garbage");
+        let error = SqliteStore::open(&path).expect_err("garbage opened as a store");
+        assert!(
+            matches!(&error, StoreError::Incompatible { reason, location } if reason.contains("not a SQLite database") && location.contains("garbage.db")),
+            "{error}"
+        );
+        assert_eq!(
+            fs::read(&path).expect("read back"),
+            contents,
+            "the garbage file was changed"
+        );
+        println!("{error}");
+    }
+}
+
+#[test]
+fn empty_file_becomes_a_store() {
+    let (_dir, path) = temp_file("empty.db");
+    fs::write(&path, b"").expect("create an empty file");
+    let store = open(&path);
+    assert_eq!(block_on(store.counts()).expect("counts"), Counts::default());
+}
+
+#[test]
+fn another_applications_database_is_incompatible_and_left_alone() {
+    let (_dir, path) = temp_file("foreign.db");
+    {
+        let foreign = Connection::open(&path).expect("foreign db");
+        foreign
+            .execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');")
+            .expect("foreign schema");
+    }
+    let error = SqliteStore::open(&path).expect_err("a foreign database opened as a store");
+    assert!(
+        matches!(&error, StoreError::Incompatible { reason, .. } if reason.contains("another application")),
+        "{error}"
+    );
+    println!("{error}");
+    let foreign = Connection::open(&path).expect("foreign db");
+    let mode: String = foreign
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .expect("journal mode");
+    assert_eq!(
+        mode, "delete",
+        "opening a foreign database switched it to WAL"
+    );
+    let body: String = foreign
+        .query_row("SELECT body FROM notes", [], |row| row.get(0))
+        .expect("notes");
+    assert_eq!(body, "keep me");
+
+    foreign
+        .pragma_update(None, "application_id", 0x1234_5678)
+        .expect("set application id");
+    drop(foreign);
+    let error = SqliteStore::open(&path).expect_err("a foreign database opened as a store");
+    assert!(
+        matches!(&error, StoreError::Incompatible { reason, .. } if reason.contains("0x12345678")),
+        "{error}"
+    );
+}
+
+#[test]
+fn future_schema_version_is_incompatible_and_left_alone() {
+    let (_dir, path) = temp_file("future.db");
+    drop(open(&path));
+    Connection::open(&path)
+        .and_then(|raw| raw.pragma_update(None, "user_version", 7))
+        .expect("set user_version");
+    for read_only in [false, true] {
+        let error = SqliteStore::open_with(&path, SqliteOptions::new().read_only(read_only))
+            .expect_err("a newer schema opened");
+        assert!(
+            matches!(&error, StoreError::Incompatible { reason, .. } if reason.contains("schema version 7") && reason.contains("newer")),
+            "{error}"
+        );
+        println!("{error}");
+    }
+    let version: i32 = Connection::open(&path)
+        .and_then(|raw| raw.pragma_query_value(None, "user_version", |row| row.get(0)))
+        .expect("read user_version");
+    assert_eq!(version, 7, "opening a newer store changed its version");
+}
+
+#[test]
+fn hand_edited_rows_fail_clearly() {
+    let (_dir, path) = temp_file("edited.db");
+    let store = open(&path);
+    let mut batch = Batch::new();
+    batch.enqueue = Some(mutation(1));
+    batch.writes = vec![put("products", "p1", "fine", 1)];
+    apply(&store, batch);
+    let raw = Connection::open(&path).expect("raw connection");
+    let insert_queued = |id: &str, version: &str, kind: &str, retries: &str| {
+        raw.execute(
+            &format!(
+                "INSERT INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at) \
+                 VALUES ('{id}', 'edited', {version}, '{kind}', '{{}}', 1, {retries}, 1)"
+            ),
+            [],
+        )
+        .expect("insert a queue row");
+        raw.last_insert_rowid()
+    };
+    let expect_queue_error = |needle: &str| {
+        let error = block_on(store.queued(None, usize::MAX)).expect_err("an edited row read back");
+        assert!(
+            matches!(&error, StoreError::Incompatible { reason, .. } if reason.contains(needle)),
+            "{error} does not mention {needle}"
+        );
+        println!("{error}");
+    };
+
+    let seq = insert_queued(&id(2).to_string(), "1", "subscription", "0");
+    expect_queue_error(&format!("seq {seq} has unknown kind \"subscription\""));
+    assert_eq!(
+        block_on(store.queued(None, 1))
+            .expect("the head before the bad row")
+            .len(),
+        1,
+        "a page that stops before a bad row reads"
+    );
+    assert_eq!(
+        block_on(store.counts()).expect("counts").pending,
+        2,
+        "counts do not decode rows"
+    );
+    let cases = [
+        ("not-a-uuid", "1", "mutation", "0", "is not a uuid"),
+        (&id(3).to_string(), "'one'", "mutation", "0", "version"),
+        (&id(4).to_string(), "1", "mutation", "-1", "retries -1"),
+        (
+            &id(5).to_string(),
+            "99999999999",
+            "mutation",
+            "0",
+            "version 99999999999",
+        ),
+    ];
+    for (id, version, kind, retries, needle) in cases {
+        raw.execute("DELETE FROM queue WHERE name = 'edited'", [])
+            .expect("delete");
+        insert_queued(id, version, kind, retries);
+        expect_queue_error(needle);
+    }
+    raw.execute("DELETE FROM queue WHERE name = 'edited'", [])
+        .expect("delete");
+    assert_eq!(
+        block_on(store.queued(None, usize::MAX))
+            .expect("queue")
+            .len(),
+        1,
+        "the store reads again once fixed"
+    );
+
+    raw.execute(
+        &format!(
+            "INSERT INTO dead (seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, reason, message, failed_at) \
+             VALUES (99, '{}', 'edited', 1, 'mutation', '{{}}', 1, 0, 1, 'exploded', 'boom', 1)",
+            id(6)
+        ),
+        [],
+    )
+    .expect("insert a dead row");
+    let error = block_on(store.dead_letters()).expect_err("an unknown dead reason read back");
+    assert!(
+        matches!(&error, StoreError::Incompatible { reason, .. } if reason.contains(&format!("dead letter {} has unknown reason \"exploded\"", id(6)))),
+        "{error}"
+    );
+    println!("{error}");
+
+    raw.execute("UPDATE data SET action = 'garbage' WHERE key = 'p1'", [])
+        .expect("edit a record");
+    let error =
+        block_on(store.get("products", "p1")).expect_err("a record with a bad stamp read back");
+    assert!(
+        matches!(&error, StoreError::Incompatible { reason, .. } if reason.contains("record \"p1\"") && reason.contains("not a uuid")),
+        "{error}"
+    );
+    let mut batch = Batch::new();
+    batch.writes = vec![put("products", "p1", "over a bad stamp", 5)];
+    batch.enqueue = Some(mutation(7));
+    let error = block_on(store.apply(batch)).expect_err("a write over a bad stamp");
+    assert!(matches!(&error, StoreError::Incompatible { .. }), "{error}");
+    assert_eq!(
+        block_on(store.counts()).expect("counts").pending,
+        1,
+        "a failed batch queued its action"
+    );
+}
+
+#[test]
+fn read_only_store_refuses_writes_and_keeps_data() {
+    let (_dir, path) = temp_file("read-only.db");
+    {
+        let store = open(&path);
+        let mut batch = Batch::new();
+        batch.enqueue = Some(mutation(1));
+        batch.writes = vec![put("products", "p1", "kept", 1)];
+        apply(&store, batch);
+    }
+    let before = queue_of(&open(&path));
+
+    let store = SqliteStore::open_with(&path, SqliteOptions::new().read_only(true))
+        .expect("open read-only");
+    assert_eq!(queue_of(&store), before, "a read-only store reads");
+    let mut batch = Batch::new();
+    batch.enqueue = Some(mutation(2));
+    batch.writes = vec![put("products", "p1", "changed", 2)];
+    let error = block_on(store.apply(batch)).expect_err("a read-only store wrote");
+    assert!(
+        matches!(&error, StoreError::Backend { message, .. } if message.contains("read-only")),
+        "{error}"
+    );
+    println!("{error}");
+    drop(store);
+
+    let store = open(&path);
+    assert_eq!(
+        queue_of(&store),
+        before,
+        "a refused write changed the queue"
+    );
+    let record = block_on(store.get("products", "p1")).expect("get");
+    assert_eq!(record.and_then(|r| r.value).as_deref(), Some("kept"));
+    drop(store);
+
+    // File permissions: the superuser ignores them, so this half only runs for other users.
+    let mut permissions = fs::metadata(&path).expect("metadata").permissions();
+    permissions.set_readonly(true);
+    fs::set_permissions(&path, permissions).expect("chmod 0444");
+    let attempt = SqliteStore::open(&path).and_then(|store| {
+        let mut batch = Batch::new();
+        batch.enqueue = Some(mutation(3));
+        block_on(store.apply(batch))
+    });
+    match attempt {
+        Ok(_) => {
+            println!("skipped the chmod 0444 half: this user writes to read-only files (root)")
+        }
+        Err(error) => {
+            assert!(
+                matches!(&error, StoreError::Backend { message, .. } if message.contains("read-only")),
+                "{error}"
+            );
+            let store = SqliteStore::open_with(&path, SqliteOptions::new().read_only(true))
+                .expect("open read-only");
+            assert_eq!(
+                queue_of(&store),
+                before,
+                "a refused write changed the queue"
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_directory_fails_clearly() {
+    let (_dir, path) = temp_file("no/such/dir/store.db");
+    let error = SqliteStore::open(&path).expect_err("opened a file in a missing directory");
+    assert!(
+        matches!(&error, StoreError::Backend { operation: "open", message } if message.contains("store.db")),
+        "{error}"
+    );
+    let error = SqliteStore::open_with(&path, SqliteOptions::new().read_only(true))
+        .expect_err("opened a missing file");
+    assert!(matches!(&error, StoreError::Backend { .. }), "{error}");
+}
+
+#[test]
+fn full_store_fails_with_full_and_writes_nothing() {
+    let (_dir, path) = temp_file("full.db");
+    let store =
+        SqliteStore::open_with(&path, SqliteOptions::new().max_size(256 * 1024)).expect("open");
+    let batch_of = |n: u128| {
+        let mut batch = Batch::new();
+        batch.enqueue = Some(mutation(n));
+        batch.writes = (0..5)
+            .map(|k| {
+                put(
+                    "products",
+                    &format!("p{n}-{k}"),
+                    &"x".repeat(8 * 1024),
+                    n as u64,
+                )
+            })
+            .collect();
+        batch
+    };
+    let mut accepted = 0;
+    let error = loop {
+        let n = accepted + 1;
+        match block_on(store.apply(batch_of(n))) {
+            Ok(_) => accepted = n,
+            Err(error) => break error,
+        }
+        assert!(
+            accepted < 100,
+            "a 256 KiB store took {accepted} batches of 40 KiB"
+        );
+    };
+    assert!(matches!(&error, StoreError::Full { .. }), "{error}");
+    assert!(accepted > 0, "the store was full before the first batch");
+    println!("{error} after {accepted} batches");
+
+    let check = |store: &SqliteStore| {
+        let queue = queue_of(store);
+        assert_eq!(
+            queue.len() as u128,
+            accepted,
+            "the batch that did not fit queued its action"
+        );
+        let records = block_on(store.scan("products")).expect("scan");
+        assert_eq!(
+            records.len() as u128,
+            accepted * 5,
+            "the batch that did not fit wrote records"
+        );
+    };
+    check(&store);
+    // Freeing the queue still works in a full store.
+    let mut batch = Batch::new();
+    batch.complete = Some(id(1));
+    apply(&store, batch);
+    drop(store);
+
+    // Without the cap the same file takes the batch that did not fit.
+    let store = open(&path);
+    let queue = queue_of(&store);
+    assert_eq!(queue.first().map(|q| q.id), Some(id(2)));
+    assert_eq!(queue.len() as u128, accepted - 1);
+    apply(&store, batch_of(1_000));
+}
+
+fn temp_file(name: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+fn apply(store: &SqliteStore, batch: Batch) {
+    block_on(store.apply(batch)).unwrap_or_else(|e| panic!("apply: {e}"));
+}
+
+fn queue_of(store: &SqliteStore) -> Vec<QueuedAction> {
+    block_on(store.queued(None, usize::MAX)).expect("queue")
+}
+
+fn id(n: u128) -> ActionId {
+    ActionId(uuid::Uuid::from_u128(n))
+}
+
+fn mutation(n: u128) -> NewQueued {
+    NewQueued {
+        id: id(n),
+        name: "add_product".to_owned(),
+        version: 1,
+        kind: ActionKind::Mutation,
+        params: format!(r#"{{"n":{n}}}"#),
+        timestamp: Timestamp(1_000 + n as u64),
+    }
+}
+
+fn put(collection: &str, key: &str, value: &str, timestamp: u64) -> Write {
+    Write {
+        collection: collection.to_owned(),
+        key: key.to_owned(),
+        value: Some(value.to_owned()),
+        stamp: Stamp {
+            timestamp: Timestamp(timestamp),
+            action: id(u128::from(timestamp)),
+        },
+    }
+}

@@ -1,0 +1,25 @@
+use sync_runtime::{offline_action, ClassifyError, SyncError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("network: {0}")]
+    Network(String),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl ClassifyError for AppError {
+    fn is_transient(&self) -> bool {
+        matches!(self, AppError::Network(_))
+    }
+}
+
+#[offline_action]
+pub async fn fill(items: &mut Vec<String>) -> Result<(), AppError> {
+    items.push("x".to_owned());
+    Ok(())
+}
+
+fn main() {
+    let _ = fill(&mut Vec::new());
+}

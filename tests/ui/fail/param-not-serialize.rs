@@ -1,0 +1,29 @@
+use sync_runtime::{offline_action, ClassifyError, SyncError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("network: {0}")]
+    Network(String),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl ClassifyError for AppError {
+    fn is_transient(&self) -> bool {
+        matches!(self, AppError::Network(_))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewProduct {
+    pub name: String,
+}
+
+#[offline_action]
+pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<usize, AppError> {
+    Ok(tenant_id.len() + product.name.len())
+}
+
+fn main() {
+    let _ = add_product(String::new(), NewProduct { name: String::new() });
+}
