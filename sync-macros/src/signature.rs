@@ -4,7 +4,7 @@
 //! Lowering never fails: whatever the macro cannot support is kept as written, for
 //! [`valid`](crate::valid) to report with a precise span.
 
-use proc_macro2::Span;
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::{
     AttrStyle, Attribute, Block, FnArg, Ident, ItemFn, Pat, PatIdent, Receiver, ReturnType,
@@ -182,24 +182,57 @@ pub(crate) fn ungroup(ty: &Type) -> &Type {
     }
 }
 
-/// Tokens as source text, without the spaces token printing puts between every token.
+/// Tokens as source text, spaced as people write Rust rather than one space between every
+/// token: for messages, and for the type bounds serde reads back from strings.
 pub(crate) fn source_text(tokens: &impl ToTokens) -> String {
-    const TIGHTEN: &[(&str, &str)] = &[
-        (" :: ", "::"),
-        (":: ", "::"),
-        (" <", "<"),
-        ("< ", "<"),
-        (" >", ">"),
-        (" ,", ","),
-        ("( ", "("),
-        (" )", ")"),
-        ("[ ", "["),
-        (" ]", "]"),
-        ("& ", "&"),
-    ];
-    TIGHTEN
-        .iter()
-        .fold(tokens.to_token_stream().to_string(), |text, (from, to)| {
-            text.replace(from, to)
-        })
+    let mut text = String::new();
+    write_source(tokens.to_token_stream(), &mut text);
+    text
+}
+
+/// Appends `tokens` to `text`; see [`source_text`].
+fn write_source(tokens: TokenStream, text: &mut String) {
+    // A word after a word needs a space; so does anything after a keyword like `as` or `dyn`.
+    let mut after_word = false;
+    let mut after_keyword = false;
+    for token in tokens {
+        if after_keyword {
+            text.push(' ');
+        }
+        after_keyword = false;
+        match token {
+            TokenTree::Group(group) => {
+                let (open, close) = match group.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::Brace => ("{ ", " }"),
+                    Delimiter::None => ("", ""),
+                };
+                text.push_str(open);
+                write_source(group.stream(), text);
+                text.push_str(close);
+                after_word = false;
+            }
+            TokenTree::Punct(punct) => {
+                let spaced = matches!(punct.as_char(), '+' | '=');
+                if spaced {
+                    text.push(' ');
+                }
+                text.push(punct.as_char());
+                if spaced || matches!(punct.as_char(), ',' | ';') {
+                    text.push(' ');
+                }
+                after_word = false;
+            }
+            word => {
+                let word = word.to_string();
+                if after_word && !after_keyword {
+                    text.push(' ');
+                }
+                after_keyword = matches!(word.as_str(), "as" | "dyn" | "impl" | "for" | "mut");
+                text.push_str(&word);
+                after_word = !after_keyword;
+            }
+        }
+    }
 }

@@ -277,6 +277,22 @@ pub async fn add() -> Result<impl Serialize, AppError> { todo!() }
 );
 
 rejects!(
+    surely_not_results,
+    r#"
+#[offline_action]
+pub async fn a() -> Option<Vec<u8>> { todo!() }
+"#
+);
+
+rejects!(
+    unit_return_type,
+    r#"
+#[offline_action]
+pub async fn b() -> () { todo!() }
+"#
+);
+
+rejects!(
     borrowed_return_type,
     r#"
 #[offline_action]
