@@ -51,11 +51,14 @@ const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// open the same database: IndexedDB serializes their transactions, and the service's
 /// [`ReplayLock`](crate::ReplayLock) keeps replay to one tab at a time.
 ///
-/// ```ignore
+/// ```no_run
 /// use sync_runtime::{store::IndexedDbStore, SyncService};
 ///
+/// # async fn start() -> Result<(), sync_runtime::SyncError> {
 /// let store = IndexedDbStore::open("my-app").await?;
 /// SyncService::builder().store(store).install()?;
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct IndexedDbStore {

@@ -20,5 +20,7 @@ pub struct Product {
 }
 
 fn main() {
-    let _ = Product { name: String::new() };
+    let _ = Product {
+        name: String::new(),
+    };
 }

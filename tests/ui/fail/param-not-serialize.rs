@@ -25,5 +25,10 @@ pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<usize
 }
 
 fn main() {
-    let _ = add_product(String::new(), NewProduct { name: String::new() });
+    let _ = add_product(
+        String::new(),
+        NewProduct {
+            name: String::new(),
+        },
+    );
 }

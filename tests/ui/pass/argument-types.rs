@@ -38,7 +38,14 @@ pub async fn search(
     cursor: Option<Page<u64>>,
 ) -> Result<Page<(u32, String)>, AppError> {
     let _ = (order, window, sorted, cursor);
-    Ok(Page { items: filters.into_values().flatten().map(|n| (n, label.to_string())).collect(), next: None })
+    Ok(Page {
+        items: filters
+            .into_values()
+            .flatten()
+            .map(|n| (n, label.to_string()))
+            .collect(),
+        next: None,
+    })
 }
 
 fn main() {

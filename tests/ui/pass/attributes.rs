@@ -58,6 +58,9 @@ pub async fn never_either(id: NoSuchType) -> Result<(), AppError> {
 fn main() {
     let params: SetPriceParams = serde_json::from_str(r#"{"id":1}"#).unwrap();
     assert_eq!(params.cents, 0);
-    assert_eq!(futures::executor::block_on(SetPriceAction::server(params)).unwrap(), 1);
+    assert_eq!(
+        futures::executor::block_on(SetPriceAction::server(params)).unwrap(),
+        1
+    );
     let _unpolled = set_price(1, 2);
 }

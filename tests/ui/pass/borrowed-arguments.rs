@@ -29,16 +29,29 @@ impl ClassifyError for AppError {
 }
 
 #[offline_action(local = retag_locally)]
-pub async fn retag(name: &str, mut tags: &[Tag], base: &Product, source: &'static str) -> Result<Product, AppError> {
+pub async fn retag(
+    name: &str,
+    mut tags: &[Tag],
+    base: &Product,
+    source: &'static str,
+) -> Result<Product, AppError> {
     if tags.len() > 2 {
         tags = &tags[..2];
     }
     let tags: Vec<Tag> = tags.to_vec();
     let _: &str = source;
-    Ok(Product { name: name.to_owned(), tags: [base.tags.as_slice(), &tags].concat() })
+    Ok(Product {
+        name: name.to_owned(),
+        tags: [base.tags.as_slice(), &tags].concat(),
+    })
 }
 
-async fn retag_locally(name: String, tags: Vec<Tag>, base: Product, source: String) -> Result<Product, AppError> {
+async fn retag_locally(
+    name: String,
+    tags: Vec<Tag>,
+    base: Product,
+    source: String,
+) -> Result<Product, AppError> {
     let _ = (base, source);
     Ok(Product { name, tags })
 }
@@ -47,13 +60,19 @@ fn main() {
     let params = RetagParams {
         name: "tea".to_owned(),
         tags: vec![Tag("a".into()), Tag("b".into()), Tag("c".into())],
-        base: Product { name: String::new(), tags: vec![Tag("z".into())] },
+        base: Product {
+            name: String::new(),
+            tags: vec![Tag("z".into())],
+        },
         source: "ui".to_owned(),
     };
     let online = futures::executor::block_on(RetagAction::server(params.clone())).unwrap();
     assert_eq!(online.tags.len(), 3);
     let offline = futures::executor::block_on(RetagAction::local(params)).unwrap();
     assert_eq!(offline.tags.len(), 3);
-    let base = Product { name: String::new(), tags: Vec::new() };
+    let base = Product {
+        name: String::new(),
+        tags: Vec::new(),
+    };
     let _unpolled = retag("tea", &[], &base, "ui");
 }

@@ -27,6 +27,11 @@ pub async fn greet(name: &str) -> Result<String, AppError> {
 
 fn main() {
     use sdk::sync::__private::Action;
-    let params = GreetParams { name: "ada".to_owned() };
-    assert_eq!(futures::executor::block_on(GreetAction::server(params)).unwrap(), "hello, ada");
+    let params = GreetParams {
+        name: "ada".to_owned(),
+    };
+    assert_eq!(
+        futures::executor::block_on(GreetAction::server(params)).unwrap(),
+        "hello, ada"
+    );
 }

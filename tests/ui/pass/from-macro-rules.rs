@@ -30,9 +30,35 @@ macro_rules! echo_action {
 echo_action!(echo_str, &str, String);
 echo_action!(echo_bytes, &[u8], Vec<u8>);
 
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Point(pub i32, pub i32);
+
+// `$crate` paths cannot be written into serde's string bounds; such arguments keep serde's
+// own checks.
+macro_rules! move_action {
+    () => {
+        #[offline_action]
+        pub async fn move_point(
+            point: $crate::Point,
+            by: &$crate::Point,
+        ) -> Result<$crate::Point, AppError> {
+            Ok($crate::Point(point.0 + by.0, point.1 + by.1))
+        }
+    };
+}
+
+move_action!();
+
 fn main() {
-    let text = futures::executor::block_on(EchoStrAction::server(EchoStrParams { value: "hi".into() }));
+    let text =
+        futures::executor::block_on(EchoStrAction::server(EchoStrParams { value: "hi".into() }));
     assert_eq!(text.unwrap(), "hi");
-    let bytes = futures::executor::block_on(EchoBytesAction::server(EchoBytesParams { value: vec![1] }));
+    let bytes =
+        futures::executor::block_on(EchoBytesAction::server(EchoBytesParams { value: vec![1] }));
     assert_eq!(bytes.unwrap(), [1]);
+    let moved = futures::executor::block_on(MovePointAction::server(MovePointParams {
+        point: Point(1, 2),
+        by: Point(1, 1),
+    }));
+    assert_eq!(moved.unwrap(), Point(2, 3));
 }

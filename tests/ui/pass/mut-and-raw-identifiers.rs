@@ -24,7 +24,12 @@ impl ClassifyError for AppError {
 }
 
 #[offline_action]
-pub async fn r#move(mut item: Item, r#type: String, params: u8, mut name: &str) -> Result<String, AppError> {
+pub async fn r#move(
+    mut item: Item,
+    r#type: String,
+    params: u8,
+    mut name: &str,
+) -> Result<String, AppError> {
     item.name.push_str(&r#type);
     name = name.trim();
     Ok(format!("{}:{params}:{name}", item.name))
@@ -34,6 +39,16 @@ fn main() {
     assert_eq!(MoveAction::NAME, "move");
     let json = r#"{"item":{"name":"box"},"type":"!","params":3,"name":" x "}"#;
     let params: MoveParams = serde_json::from_str(json).unwrap();
-    assert_eq!(futures::executor::block_on(MoveAction::server(params)).unwrap(), "box!:3:x");
-    let _unpolled = r#move(Item { name: String::new() }, String::new(), 0, "");
+    assert_eq!(
+        futures::executor::block_on(MoveAction::server(params)).unwrap(),
+        "box!:3:x"
+    );
+    let _unpolled = r#move(
+        Item {
+            name: String::new(),
+        },
+        String::new(),
+        0,
+        "",
+    );
 }

@@ -35,13 +35,24 @@ impl ClassifyError for AppError {
 #[offline_action(local = add_product_locally)]
 pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
     let _ = tenant_id;
-    Ok(Product { id: 1, name: product.name, price_cents: product.price_cents })
+    Ok(Product {
+        id: 1,
+        name: product.name,
+        price_cents: product.price_cents,
+    })
 }
 
 /// Answers offline with a provisional product.
-pub async fn add_product_locally(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
+pub async fn add_product_locally(
+    tenant_id: String,
+    product: NewProduct,
+) -> Result<Product, AppError> {
     let _ = tenant_id;
-    Ok(Product { id: 0, name: product.name, price_cents: product.price_cents })
+    Ok(Product {
+        id: 0,
+        name: product.name,
+        price_cents: product.price_cents,
+    })
 }
 
 fn main() {
@@ -49,7 +60,10 @@ fn main() {
     assert_eq!(AddProductAction::KIND, ActionKind::Mutation);
     let params = AddProductParams {
         tenant_id: "acme".to_owned(),
-        product: NewProduct { name: "tea".to_owned(), price_cents: 250 },
+        product: NewProduct {
+            name: "tea".to_owned(),
+            price_cents: 250,
+        },
     };
     let local = futures::executor::block_on(AddProductAction::local(params.clone())).unwrap();
     assert_eq!((local.id, local.name.as_str()), (0, "tea"));

@@ -31,6 +31,14 @@ pub async fn place_order(customer_id: u64, order: Order) -> Result<u64, AppError
 fn main() {
     assert_eq!(PlaceOrderAction::NAME, "orders/place.v2");
     assert_eq!(PlaceOrderAction::VERSION, 3);
-    let args = PlaceOrderArgs { customer_id: 1, order: Order { lines: vec![("tea".into(), 2)] } };
-    assert_eq!(futures::executor::block_on(PlaceOrderAction::server(args)).unwrap(), 2);
+    let args = PlaceOrderArgs {
+        customer_id: 1,
+        order: Order {
+            lines: vec![("tea".into(), 2)],
+        },
+    };
+    assert_eq!(
+        futures::executor::block_on(PlaceOrderAction::server(args)).unwrap(),
+        2
+    );
 }

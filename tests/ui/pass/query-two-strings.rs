@@ -26,11 +26,17 @@ impl ClassifyError for AppError {
 
 /// Lists the products of one type for a tenant.
 #[offline_action(query)]
-pub async fn get_products(business_type: String, tenant_id: String) -> Result<Vec<Product>, AppError> {
+pub async fn get_products(
+    business_type: String,
+    tenant_id: String,
+) -> Result<Vec<Product>, AppError> {
     if business_type.is_empty() {
         return Err(AppError::Network(format!("no type for {tenant_id}")));
     }
-    Ok(vec![Product { id: 1, name: business_type }])
+    Ok(vec![Product {
+        id: 1,
+        name: business_type,
+    }])
 }
 
 fn main() {

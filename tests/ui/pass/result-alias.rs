@@ -41,7 +41,9 @@ pub async fn archive(id: String) -> AppResult<Archived> {
 }
 
 fn main() {
-    let run = |id: &str| futures::executor::block_on(ArchiveAction::server(ArchiveParams { id: id.to_owned() }));
+    let run = |id: &str| {
+        futures::executor::block_on(ArchiveAction::server(ArchiveParams { id: id.to_owned() }))
+    };
     assert_eq!(run("12").unwrap().id, 12);
     assert!(matches!(run("x"), Err(AppError::Parse(_))));
     assert!(matches!(run(""), Err(AppError::Network(_))));

@@ -25,7 +25,9 @@ impl ClassifyError for AppError {
 
 #[offline_action]
 pub async fn save_note(text: &str) -> Result<Note, AppError> {
-    Ok(Note { text: text.to_uppercase() })
+    Ok(Note {
+        text: text.to_uppercase(),
+    })
 }
 
 fn main() {
@@ -33,7 +35,10 @@ fn main() {
     assert_eq!(registration.version, 1);
     assert!(registration.file.ends_with("runs-through-the-service.rs"));
     assert_eq!(registration.line, 27);
-    let service = SyncService::builder().store(MemoryStore::new()).build().unwrap();
+    let service = SyncService::builder()
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
     let note = futures::executor::block_on(service.scope(save_note("hi"))).unwrap();
     assert_eq!(note.text, "HI");
 }

@@ -39,7 +39,13 @@ async fn count_locally() -> Result<u32, AppError> {
 fn main() {
     assert_eq!(serde_json::to_string(&ServerTimeParams {}).unwrap(), "{}");
     let _: LogoutParams = serde_json::from_str("{}").unwrap();
-    assert_eq!(futures::executor::block_on(CountAction::local(CountParams {})).unwrap(), 0);
-    assert_eq!(futures::executor::block_on(ServerTimeAction::server(ServerTimeParams {})).unwrap(), 42);
+    assert_eq!(
+        futures::executor::block_on(CountAction::local(CountParams {})).unwrap(),
+        0
+    );
+    assert_eq!(
+        futures::executor::block_on(ServerTimeAction::server(ServerTimeParams {})).unwrap(),
+        42
+    );
     let _unpolled = (server_time(), logout(), count());
 }
