@@ -158,11 +158,17 @@ impl<'a> Expansion<'a> {
         let fields = func.args().map(|arg| {
             let field = arg.ident();
             let value = hidden(&field);
-            if let Shape::Owned = arg.shape {
-                quote!(#field: #value)
-            } else {
-                quote!(#field: ::std::borrow::ToOwned::to_owned(#value))
-            }
+            // Spanned at the argument's type, where a missing `Clone` is reported.
+            let owned = match arg.shape {
+                Shape::Owned | Shape::MutRef(_) => value.to_token_stream(),
+                Shape::Cloned(..) => {
+                    quote_spanned!(arg.ty.span()=> ::core::clone::Clone::clone(#value))
+                }
+                Shape::Str(_) | Shape::Slice(..) | Shape::ToOwned(..) => {
+                    quote_spanned!(arg.ty.span()=> ::std::borrow::ToOwned::to_owned(#value))
+                }
+            };
+            quote!(#field: #owned)
         });
         // Spanned at the return type, like everything that names the action's result types:
         // a return type that does not fit is then reported once, there.
@@ -327,7 +333,8 @@ impl<'a> Expansion<'a> {
             let borrows = self.func.args().filter_map(|arg| {
                 let (Shape::Str(reference)
                 | Shape::Slice(reference, _)
-                | Shape::Borrowed(reference, _)) = &arg.shape
+                | Shape::Cloned(reference, _)
+                | Shape::ToOwned(reference, _)) = &arg.shape
                 else {
                     return None;
                 };
@@ -446,7 +453,8 @@ fn field_type(arg: &Arg) -> TokenStream {
     match &arg.shape {
         Shape::Str(_) => quote_spanned!(span=> ::std::string::String),
         Shape::Slice(_, elem) => quote_spanned!(span=> ::std::vec::Vec<#elem>),
-        Shape::Borrowed(_, elem) => {
+        Shape::Cloned(_, elem) => elem.to_token_stream(),
+        Shape::ToOwned(_, elem) => {
             quote_spanned!(span=> <#elem as ::std::borrow::ToOwned>::Owned)
         }
         Shape::Owned | Shape::MutRef(_) => arg.ty.to_token_stream(),

@@ -1,8 +1,8 @@
 //! `#[offline_action]`: turns an `async fn` into an offline-first action of `sync-runtime`.
 //!
 //! Use it through `sync_runtime::offline_action`; this crate only holds the macro. The work
-//! happens in pipeline order: [`args`] reads the attribute, [`signature`] lowers the function
-//! into a model, [`valid`] checks that model and [`expand`] writes the code.
+//! happens in pipeline order: `args` reads the attribute, `signature` lowers the function into
+//! a model, `valid` checks that model and `expand` writes the code.
 
 mod args;
 mod expand;
@@ -16,7 +16,52 @@ use proc_macro::TokenStream;
 
 /// Makes an `async fn` an offline-first action.
 ///
-/// See `sync_runtime::offline_action` for the documentation.
+/// Callers keep calling the function as before. Each call goes through the sync service:
+/// online, the body runs (a query's answer is cached); offline, the local handler answers and
+/// the call is queued to run the body later.
+///
+/// ```ignore
+/// use sync_runtime::offline_action;
+///
+/// #[offline_action(query)]
+/// pub async fn get_products(tenant_id: String) -> Result<Vec<Product>, AppError> {
+///     api::get(&format!("/products?tenant={tenant_id}")).await
+/// }
+///
+/// #[offline_action(local = add_product_locally)]
+/// pub async fn add_product(tenant_id: String, product: &NewProduct) -> Result<Product, AppError> {
+///     api::post("/products", product).await
+/// }
+/// ```
+///
+/// (Compiled in `sync_runtime`'s documentation and tests; this crate cannot depend on it.)
+///
+/// # Arguments of the attribute
+///
+/// - `name = "..."`: the stable name calls are queued under (default: the function's name).
+///   ASCII letters, digits and `_ . : / -`.
+/// - `version = N`: stored with each queued call (default: 1).
+/// - `query`: the action reads; offline it answers from the cached response. Without it the
+///   action is a mutation; offline it is answered by the local handler and queued.
+/// - `local = path`: the offline answer: an `async fn` taking the arguments as owned values
+///   (`String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`) and returning the same `Result`.
+///   Without it a query answers from the cache and a mutation with `SyncError::Queued`.
+/// - `params = Name`: the name of the parameters struct (default: `{Function}Params`).
+/// - `crate = path`: where `sync_runtime` is, for crates that re-export it.
+///
+/// # What the function must look like
+///
+/// An `async fn` outside `impl` blocks, with no generics, returning `Result<T, E>` (an alias is
+/// fine), where every argument is a plain name, `T` and every argument type implement
+/// `Serialize` and `Deserialize` (arguments also `Clone`), and `E` implements
+/// `From<SyncError>`, `ClassifyError` and `Display`. Arguments may be borrowed (`&str`, `&[T]`,
+/// `&T`): they are stored owned until the call runs.
+///
+/// # What it generates
+///
+/// Next to the rewritten function: `{Function}Params`, a struct with one field per argument,
+/// and `{Function}Action`, the action type implementing `sync_runtime::Action`, registered so
+/// queued calls can be replayed after a restart. Both have the function's visibility.
 #[proc_macro_attribute]
 pub fn offline_action(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::offline_action(args.into(), item.into()).into()

@@ -65,8 +65,11 @@ pub(crate) enum Shape {
     Str(TypeReference),
     /// `&[T]`, stored as a `Vec<T>`; holds `T`.
     Slice(TypeReference, Box<Type>),
-    /// `&T`, stored as `<T as ToOwned>::Owned`; holds `T`.
-    Borrowed(TypeReference, Box<Type>),
+    /// `&T` for a sized `T`, stored as a clone; holds `T`.
+    Cloned(TypeReference, Box<Type>),
+    /// `&T` for another unsized `T` (`&Path`, `&OsStr`, `&dyn Trait`), stored as
+    /// `<T as ToOwned>::Owned`; holds `T`.
+    ToOwned(TypeReference, Box<Type>),
     /// `&mut T`: never supported.
     MutRef(TypeReference),
 }
@@ -169,7 +172,22 @@ fn shape_of(ty: &Type) -> Shape {
             Shape::Str(reference.clone())
         }
         Type::Slice(slice) => Shape::Slice(reference.clone(), slice.elem.clone()),
-        elem => Shape::Borrowed(reference.clone(), Box::new(elem.clone())),
+        elem if is_unsized(elem) => Shape::ToOwned(reference.clone(), Box::new(elem.clone())),
+        elem => Shape::Cloned(reference.clone(), Box::new(elem.clone())),
+    }
+}
+
+/// The unsized types besides `str` and slices that arguments borrow. Sized types are stored as
+/// they are, so a missing `Clone` is reported as such rather than through `ToOwned`.
+fn is_unsized(elem: &Type) -> bool {
+    match elem {
+        Type::TraitObject(_) => true,
+        Type::Path(path) if path.qself.is_none() => path.path.segments.last().is_some_and(|last| {
+            ["Path", "OsStr", "CStr"]
+                .iter()
+                .any(|name| last.ident == name)
+        }),
+        _ => false,
     }
 }
 

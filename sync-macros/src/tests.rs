@@ -124,9 +124,9 @@ expansion!(
     borrowed_arguments,
     r#"
 #[offline_action(local = store::rename_locally)]
-pub(crate) async fn rename(id: &str, mut tags: &[Tag], product: &Product, note: &'static str) -> Result<(), AppError> {
+pub(crate) async fn rename(id: &str, mut tags: &[Tag], product: &Product, note: &'static str, file: &std::path::Path) -> Result<(), AppError> {
     tags = &tags[1..];
-    api::rename(id, tags, product, note).await
+    api::rename(id, tags, product, note, file).await
 }
 "#
 );

@@ -121,7 +121,10 @@ fn check_arg(arg: &Arg, errors: &mut Errors) {
             return;
         }
         Shape::Owned => &*arg.ty,
-        Shape::Str(reference) | Shape::Slice(reference, _) | Shape::Borrowed(reference, _) => {
+        Shape::Str(reference)
+        | Shape::Slice(reference, _)
+        | Shape::Cloned(reference, _)
+        | Shape::ToOwned(reference, _) => {
             if let Some(lifetime) = &reference.lifetime {
                 if !is_allowed_lifetime(lifetime) {
                     errors.push(syn::Error::new_spanned(

@@ -54,11 +54,14 @@ pub struct BrowserConnectivity {
 
 struct ConnectivityInner {
     online: Cell<bool>,
-    listeners: RefCell<Vec<Rc<dyn Fn(bool)>>>,
+    listeners: RefCell<Vec<SharedListener>>,
     /// The global object the event handlers are registered on, and the handlers, kept alive
     /// for as long as they are registered.
     events: RefCell<Option<Handlers>>,
 }
+
+/// A listener, shared so that a snapshot of the list can be called without holding a borrow.
+type SharedListener = Rc<dyn Fn(bool)>;
 
 struct Handlers {
     target: EventTarget,

@@ -35,6 +35,9 @@
 //! ```
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub)]
+// One code path serves both targets: the service shares its parts through `Arc`, which on
+// wasm32 (one thread, `!Send` browser futures) holds types that are neither `Send` nor `Sync`.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 mod action;
 #[cfg(target_arch = "wasm32")]

@@ -17,11 +17,20 @@ use serde::Serialize;
 /// Checked for every argument type of an action.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of an `#[offline_action]` fn",
-    label = "arguments are queued as JSON, so this type must implement `Serialize`, `Deserialize` and `Clone`",
-    note = "derive them: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`"
+    label = "arguments are queued as JSON, so this type must implement `Serialize`, `Deserialize`, `Clone` and `Debug`",
+    note = "derive them: `#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait ActionArg: Serialize + DeserializeOwned + Clone + MaybeSend + 'static {}
-impl<T: Serialize + DeserializeOwned + Clone + MaybeSend + 'static> ActionArg for T {}
+pub trait ActionArg:
+    Serialize + DeserializeOwned + Clone + core::fmt::Debug + MaybeSend + 'static
+{
+}
+// `do_not_recommend` keeps the error on this trait's message instead of one error per
+// missing supertrait.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + Clone + core::fmt::Debug + MaybeSend + 'static> ActionArg
+    for T
+{
+}
 
 /// Checked for an action's success type.
 #[diagnostic::on_unimplemented(
@@ -30,6 +39,7 @@ impl<T: Serialize + DeserializeOwned + Clone + MaybeSend + 'static> ActionArg fo
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
 pub trait ActionOutput: Serialize + DeserializeOwned + MaybeSend + 'static {}
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + MaybeSend + 'static> ActionOutput for T {}
 
 /// Checked for an action's error type.
@@ -42,6 +52,7 @@ pub trait ActionError:
     From<SyncError> + ClassifyError + core::fmt::Display + MaybeSend + 'static
 {
 }
+#[diagnostic::do_not_recommend]
 impl<E: From<SyncError> + ClassifyError + core::fmt::Display + MaybeSend + 'static> ActionError
     for E
 {
@@ -79,6 +90,7 @@ pub trait LocalHandler<Args, R> {
 
 macro_rules! local_handler_for_arity {
     ($($arg:ident)*) => {
+        #[diagnostic::do_not_recommend]
         impl<Func, Fut, R, $($arg,)*> LocalHandler<($($arg,)*), R> for Func
         where
             Func: Fn($($arg),*) -> Fut,

@@ -7,9 +7,9 @@ use crate::{BoxFuture, MaybeSend, MaybeSync};
 ///
 /// [`SyncService::replay`](crate::SyncService::replay) already runs one replay at a time
 /// inside one service. A `ReplayLock` extends that to other services on the same data: other
-/// tabs of a web app, or other processes. The default on wasm32 is
-/// [`WebLocks`](crate::browser::WebLocks) (the browser's Web Locks API); native builds have
-/// none, since a store there usually has one owner.
+/// tabs of a web app, or other processes. The default on wasm32 is `browser::WebLocks` (the
+/// browser's Web Locks API); native builds have none, since a store there usually has one
+/// owner.
 ///
 /// A replay that finds the lock taken does nothing and reports
 /// [`already_running`](crate::ReplayReport::already_running), with a time to look again so

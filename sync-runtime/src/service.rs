@@ -266,7 +266,9 @@ pub struct ReplayReport {
     /// If the head of the queue is waiting for its backoff: when it may be tried again.
     pub next_attempt_at: Option<Timestamp>,
     /// Another replay was already running; this call did nothing (the running one goes round
-    /// once more to pick up anything new).
+    /// once more to pick up anything new). With a [`ReplayLock`], also when another service
+    /// on the same store (another tab) holds the lock: then `remaining` and `next_attempt_at`
+    /// say what waits and when to look again.
     pub already_running: bool,
 }
 
@@ -660,10 +662,11 @@ impl SyncService {
         // the shared lock, and skip if one of them holds it.
         let (sender, result) = futures_channel::oneshot::channel();
         let service = self.clone();
-        lock.run_exclusive(crate::boxed(async move {
+        // The lock may run the work as a task of its own: keep this service current there.
+        let work = self.scope(async move {
             let _ = sender.send(service.replay_holding_lock().await);
-        }))
-        .await;
+        });
+        lock.run_exclusive(crate::boxed(work)).await;
         match result.await {
             Ok(result) => result,
             Err(_) => self.replayed_elsewhere().await,

@@ -1090,3 +1090,65 @@ fn decode_record(value: &JsValue) -> Result<(String, Record), Fail> {
     };
     Ok((string_field(value, "key")?, record))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    fn dom_error(name: &str) -> rexie::Error {
+        let exception =
+            web_sys::DomException::new_with_message_and_name("test", name).expect("a DOMException");
+        rexie::Error::IdbError(idb::Error::DomException(exception))
+    }
+
+    #[wasm_bindgen_test]
+    fn quota_errors_become_full() {
+        match idb_error("write a record", &dom_error("QuotaExceededError")) {
+            StoreError::Full { message } => {
+                assert!(message.contains("QuotaExceededError"), "{message}");
+                assert!(message.contains("persist"), "{message}");
+            }
+            other => panic!("expected Full, got {other:?}"),
+        }
+        // A refused request carries the exception as a plain JavaScript value.
+        let exception =
+            web_sys::DomException::new_with_message_and_name("test", "QuotaExceededError")
+                .expect("a DOMException");
+        let refused = rexie::Error::IdbError(idb::Error::UpdateFailed(exception.into()));
+        assert!(matches!(
+            idb_error("write a record", &refused),
+            StoreError::Full { .. }
+        ));
+        assert!(matches!(
+            idb_error("write a record", &dom_error("UnknownError")),
+            StoreError::Backend { .. }
+        ));
+    }
+
+    #[wasm_bindgen_test]
+    fn numbers_round_trip_exactly() {
+        for value in [
+            0,
+            1,
+            MAX_SAFE_INTEGER - 1,
+            MAX_SAFE_INTEGER,
+            MAX_SAFE_INTEGER + 1,
+            u64::MAX,
+        ] {
+            let stored = encode_u64(value);
+            assert_eq!(stored.as_f64().is_some(), value <= MAX_SAFE_INTEGER);
+            assert!(matches!(decode_u64(&stored, "n"), Ok(v) if v == value));
+        }
+        assert!(u64_key(MAX_SAFE_INTEGER + 1).is_err());
+        for bad in [
+            JsValue::from_f64(-1.0),
+            JsValue::from_f64(1.5),
+            JsValue::from_str("x"),
+        ] {
+            assert!(decode_u64(&bad, "n").is_err());
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! `&str`, `&[T]`, `&T` and `&'static str` arguments are stored owned and borrowed again for
+//! `&str`, `&[T]`, `&T`, `&Path` and `&'static str` arguments are stored owned and borrowed again for
 //! the body; the local handler takes them owned.
 
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,9 @@ pub async fn retag(
     mut tags: &[Tag],
     base: &Product,
     source: &'static str,
+    log: &std::path::Path,
 ) -> Result<Product, AppError> {
+    let _: &std::path::Path = log;
     if tags.len() > 2 {
         tags = &tags[..2];
     }
@@ -51,8 +53,9 @@ async fn retag_locally(
     tags: Vec<Tag>,
     base: Product,
     source: String,
+    log: std::path::PathBuf,
 ) -> Result<Product, AppError> {
-    let _ = (base, source);
+    let _ = (base, source, log);
     Ok(Product { name, tags })
 }
 
@@ -65,6 +68,7 @@ fn main() {
             tags: vec![Tag("z".into())],
         },
         source: "ui".to_owned(),
+        log: std::path::PathBuf::from("/tmp/log"),
     };
     let online = futures::executor::block_on(RetagAction::server(params.clone())).unwrap();
     assert_eq!(online.tags.len(), 3);
@@ -74,5 +78,5 @@ fn main() {
         name: String::new(),
         tags: Vec::new(),
     };
-    let _unpolled = retag("tea", &[], &base, "ui");
+    let _unpolled = retag("tea", &[], &base, "ui", std::path::Path::new("x"));
 }

@@ -378,7 +378,7 @@ async fn actions_register_through_inventory_in_the_wasm_build() {
             .unwrap_or_else(|| panic!("`{name}` is not registered"));
         assert_eq!(registration.kind, kind);
         assert!(
-            registration.file.ends_with("browser_actions.rs"),
+            registration.file.ends_with("web_actions.rs"),
             "{}",
             registration.file
         );
