@@ -487,13 +487,13 @@ impl SyncService {
         let params_json = canonical_json(&params)
             .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
 
-        let backlog = A::KIND == ActionKind::Mutation && self.status().pending > 0;
+        let backlog = A::KIND == ActionKind::Mutation && self.inner.hub.pending() > 0;
         if backlog && self.inner.executor.is_none() && self.is_reachable() {
             // Nothing replays in the background: drain the queue first, so that this call
             // cannot overtake the calls queued before it.
             let _ = self.replay().await;
         }
-        let backlog = A::KIND == ActionKind::Mutation && self.status().pending > 0;
+        let backlog = A::KIND == ActionKind::Mutation && self.inner.hub.pending() > 0;
         if self.is_reachable() && !backlog {
             let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
             match context.clone().scope(A::server(params.clone())).await {
@@ -704,7 +704,7 @@ impl SyncService {
             }
         };
         let status = self.refresh_status().await;
-        report.remaining = self.status().pending;
+        report.remaining = self.inner.hub.pending();
         result?;
         status?;
         Ok(report)

@@ -89,6 +89,10 @@ impl StatusHub {
         self.lock().status.clone()
     }
 
+    pub(crate) fn pending(&self) -> u64 {
+        self.lock().status.pending
+    }
+
     pub(crate) fn counts_loaded(&self) -> bool {
         self.lock().counts_loaded
     }

@@ -17,6 +17,8 @@ struct State {
     next_seq: u64,
     queue: BTreeMap<u64, QueuedAction>,
     seq_of: HashMap<ActionId, u64>,
+    /// (name, params) of each queued query, so dedupe does not scan the queue.
+    queued_queries: HashMap<(String, String), u64>,
     dead: Vec<DeadLetter>,
     data: HashMap<String, BTreeMap<String, Record>>,
 }
@@ -77,9 +79,7 @@ impl State {
             }
         }
         if let Some(id) = batch.complete {
-            if let Some(seq) = self.seq_of.remove(&id) {
-                self.queue.remove(&seq);
-            }
+            self.remove_queued(id);
         }
         if let Some(r) = batch.reschedule {
             if let Some(action) = self.seq_of.get(&r.id).and_then(|s| self.queue.get_mut(s)) {
@@ -89,11 +89,7 @@ impl State {
             }
         }
         if let Some(b) = batch.bury {
-            if let Some(action) = self
-                .seq_of
-                .remove(&b.id)
-                .and_then(|s| self.queue.remove(&s))
-            {
+            if let Some(action) = self.remove_queued(b.id) {
                 self.dead.push(DeadLetter {
                     action,
                     reason: b.reason,
@@ -108,19 +104,14 @@ impl State {
                 // The queue keeps at most one copy of a call and of a query: if the same one
                 // was queued again meanwhile, reviving just drops the dead letter.
                 let duplicate = self.seq_of.contains_key(&action.id)
-                    || (action.kind == ActionKind::Query
-                        && self.queue.values().any(|q| {
-                            q.kind == ActionKind::Query
-                                && q.name == action.name
-                                && q.params == action.params
-                        }));
+                    || self
+                        .queued_query(action.kind, &action.name, &action.params)
+                        .is_some();
                 if !duplicate {
-                    action.seq = self.take_seq();
                     action.retries = 0;
                     action.next_attempt_at = now;
                     action.last_error = None;
-                    self.seq_of.insert(action.id, action.seq);
-                    self.queue.insert(action.seq, action);
+                    self.insert_queued(action);
                 }
             }
         }
@@ -128,45 +119,59 @@ impl State {
             self.dead.retain(|d| d.action.id != id);
         }
         if let Some(new) = batch.enqueue {
-            let existing = (new.kind == ActionKind::Query)
-                .then(|| {
-                    self.queue.values().find(|q| {
-                        q.kind == ActionKind::Query && q.name == new.name && q.params == new.params
-                    })
-                })
-                .flatten();
-            if let Some(existing) = existing {
+            if let Some(existing) = self.queued_query(new.kind, &new.name, &new.params) {
                 applied.queued = Some(existing.id);
-            } else if let Some(seq) = self.seq_of.get(&new.id) {
+            } else if self.seq_of.contains_key(&new.id) {
                 // Enqueueing the same id twice keeps the first.
-                applied.queued = self.queue.get(seq).map(|q| q.id);
+                applied.queued = Some(new.id);
             } else {
-                let seq = self.take_seq();
-                self.seq_of.insert(new.id, seq);
-                self.queue.insert(
-                    seq,
-                    QueuedAction {
-                        seq,
-                        id: new.id,
-                        name: new.name,
-                        version: new.version,
-                        kind: new.kind,
-                        params: new.params,
-                        timestamp: new.timestamp,
-                        retries: 0,
-                        next_attempt_at: new.timestamp,
-                        last_error: None,
-                    },
-                );
+                self.insert_queued(QueuedAction {
+                    seq: 0,
+                    id: new.id,
+                    name: new.name,
+                    version: new.version,
+                    kind: new.kind,
+                    params: new.params,
+                    timestamp: new.timestamp,
+                    retries: 0,
+                    next_attempt_at: new.timestamp,
+                    last_error: None,
+                });
                 applied.queued = Some(new.id);
             }
         }
         applied
     }
 
-    fn take_seq(&mut self) -> u64 {
+    fn queued_query(&self, kind: ActionKind, name: &str, params: &str) -> Option<&QueuedAction> {
+        if kind != ActionKind::Query {
+            return None;
+        }
+        let seq = self
+            .queued_queries
+            .get(&(name.to_owned(), params.to_owned()))?;
+        self.queue.get(seq)
+    }
+
+    /// Appends at the tail with the next sequence number.
+    fn insert_queued(&mut self, mut action: QueuedAction) {
         self.next_seq += 1;
-        self.next_seq
+        action.seq = self.next_seq;
+        self.seq_of.insert(action.id, action.seq);
+        if action.kind == ActionKind::Query {
+            self.queued_queries
+                .insert((action.name.clone(), action.params.clone()), action.seq);
+        }
+        self.queue.insert(action.seq, action);
+    }
+
+    fn remove_queued(&mut self, id: ActionId) -> Option<QueuedAction> {
+        let action = self.queue.remove(&self.seq_of.remove(&id)?)?;
+        if action.kind == ActionKind::Query {
+            self.queued_queries
+                .remove(&(action.name.clone(), action.params.clone()));
+        }
+        Some(action)
     }
 }
 
