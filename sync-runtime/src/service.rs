@@ -624,24 +624,37 @@ impl SyncService {
         let sleeper = Arc::clone(&executor);
         executor.spawn(crate::boxed(async move {
             loop {
-                let report = service.replay().await;
-                let wait = match report {
-                    Ok(report)
-                        if report.remaining > 0 && service.inner.connectivity.is_online() =>
-                    {
-                        report
-                            .next_attempt_at
-                            .map(|at| at.saturating_since(service.inner.clock.now()))
-                    }
-                    _ => None,
-                };
-                match wait {
-                    Some(wait) => sleeper.sleep(wait.max(Duration::from_millis(10))).await,
-                    None => break,
+                service.drive_replay(&*sleeper).await;
+                service.inner.driver_running.store(false, Ordering::SeqCst);
+                // A trigger that arrived while this driver was finishing saw it running and
+                // left the work to it: go round again rather than lose that trigger.
+                let wanted = service.inner.replay_again.load(Ordering::SeqCst);
+                if !wanted || service.inner.driver_running.swap(true, Ordering::SeqCst) {
+                    break;
                 }
             }
-            service.inner.driver_running.store(false, Ordering::SeqCst);
         }));
+    }
+
+    /// Replays, then sleeps until the head's backoff has passed and replays again, while
+    /// anything is queued and the connection is up.
+    async fn drive_replay(&self, sleeper: &dyn Executor) {
+        loop {
+            let wait = match self.replay().await {
+                Ok(report) if report.remaining > 0 && self.inner.connectivity.is_online() => report
+                    .next_attempt_at
+                    .map(|at| at.saturating_since(self.inner.clock.now())),
+                Ok(_) => None,
+                Err(error) => {
+                    self.note_error(format!("replay stopped: {error}"));
+                    None
+                }
+            };
+            match wait {
+                Some(wait) => sleeper.sleep(wait.max(Duration::from_millis(10))).await,
+                None => return,
+            }
+        }
     }
 
     /// Replays the queue now, in order, until it is empty, the head must wait for its
