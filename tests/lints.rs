@@ -1,21 +1,42 @@
-//! What `#[offline_action]` generates compiles clean under `#![deny(warnings, clippy::pedantic)]`
-//! (run `cargo clippy --all-targets -- -D warnings`): users who lint strictly get no noise from
-//! the macro.
+//! What `#[offline_action]` and `#[derive(ClassifyError)]` generate compiles clean under
+//! `#![deny(warnings, clippy::pedantic)]` (run `cargo clippy --all-targets -- -D warnings`):
+//! users who lint strictly get no noise from the macros.
 
 #![deny(warnings, clippy::pedantic)]
 
 use core::fmt;
+use core::time::Duration;
 use serde::{Deserialize, Serialize};
 use sync_runtime::{offline_action, ClassifyError, MemoryStore, SyncError, SyncService};
 
-/// An application's error type.
-#[derive(Debug)]
+/// An application's error type, classified by the derive in every way it can be.
+#[derive(Debug, ClassifyError)]
 pub enum AppError {
     /// The server could not be reached.
+    #[classify(transient)]
     Network(String),
+    /// The server is busy, maybe saying how long to wait.
+    #[classify(transient, retry_after = wait)]
+    Busy {
+        /// The server's `Retry-After`.
+        wait: Option<Duration>,
+    },
+    /// Too many requests: an HTTP status and the wait.
+    #[classify(transient, retry_after = 1)]
+    RateLimited(u16, Duration),
     /// The server refused.
     Rejected(String),
+    /// The product changed on the server.
+    #[classify(permanent)]
+    Conflict {
+        /// The product's id.
+        product: u64,
+    },
+    /// A file could not be read.
+    #[classify(delegate)]
+    Io(std::io::Error),
     /// A runtime outcome.
+    #[classify(delegate)]
     Sync(SyncError),
 }
 
@@ -23,7 +44,11 @@ impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppError::Network(message) => write!(f, "network: {message}"),
+            AppError::Busy { .. } => f.write_str("busy"),
+            AppError::RateLimited(status, _) => write!(f, "rate limited ({status})"),
             AppError::Rejected(message) => write!(f, "rejected: {message}"),
+            AppError::Conflict { product } => write!(f, "product {product} changed"),
+            AppError::Io(error) => fmt::Display::fmt(error, f),
             AppError::Sync(error) => fmt::Display::fmt(error, f),
         }
     }
@@ -35,11 +60,22 @@ impl From<SyncError> for AppError {
     }
 }
 
-impl ClassifyError for AppError {
-    fn is_transient(&self) -> bool {
-        matches!(self, AppError::Network(_))
-    }
+/// A struct that is transient as a whole.
+#[derive(Debug, ClassifyError)]
+#[classify(transient, retry_after = retry_in)]
+pub struct Overloaded {
+    /// How long to wait.
+    pub retry_in: Duration,
 }
+
+/// A generic wrapper that asks the error it wraps.
+#[derive(Debug, ClassifyError)]
+#[classify(delegate)]
+pub struct Context<E>(pub E);
+
+/// An error that cannot happen.
+#[derive(Debug, ClassifyError)]
+pub enum Never {}
 
 /// The application's result type.
 pub type AppResult<T> = Result<T, AppError>;
@@ -184,4 +220,23 @@ fn actions_run_online() {
         catalog::ping().await.unwrap();
         assert!(catalog::rename_and_clear(1).await.is_err());
     }));
+}
+
+#[test]
+fn derived_classifications() {
+    let wait = Duration::from_secs(30);
+    assert!(AppError::Network("down".to_owned()).is_transient());
+    assert_eq!(
+        AppError::Busy { wait: Some(wait) }.retry_after(),
+        Some(wait)
+    );
+    assert_eq!(AppError::RateLimited(429, wait).retry_after(), Some(wait));
+    assert!(!AppError::Rejected("no".to_owned()).is_transient());
+    assert!(!AppError::Conflict { product: 1 }.is_transient());
+    assert!(AppError::Io(std::io::ErrorKind::TimedOut.into()).is_transient());
+    assert!(!AppError::Sync(SyncError::ReplayInProgress).is_transient());
+    assert_eq!(Overloaded { retry_in: wait }.retry_after(), Some(wait));
+    assert!(Context(AppError::Network(String::new())).is_transient());
+    let never: Option<Never> = None;
+    assert!(!never.is_some_and(|never| never.is_transient()));
 }

@@ -204,12 +204,12 @@ fn krate(key: &Ident, value: Option<Expr>) -> syn::Result<Path> {
 }
 
 /// The value of a key that needs one, or an error on the key.
-fn required(key: &Ident, value: Option<Expr>, message: &str) -> syn::Result<Expr> {
+pub(crate) fn required(key: &Ident, value: Option<Expr>, message: &str) -> syn::Result<Expr> {
     value.ok_or_else(|| syn::Error::new(key.span(), message))
 }
 
 /// A path expression without attributes or a `<T as Trait>::` qualifier.
-fn plain_path(value: Expr, message: &str) -> syn::Result<Path> {
+pub(crate) fn plain_path(value: Expr, message: &str) -> syn::Result<Path> {
     match value {
         Expr::Path(ExprPath {
             attrs,

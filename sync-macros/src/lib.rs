@@ -1,10 +1,13 @@
-//! `#[offline_action]`: turns an `async fn` into an offline-first action of `sync-runtime`.
+//! `#[offline_action]`: turns an `async fn` into an offline-first action of `sync-runtime`;
+//! `#[derive(ClassifyError)]`: sorts an error type's values into transient and permanent.
 //!
-//! Use it through `sync_runtime::offline_action`; this crate only holds the macro. The work
-//! happens in pipeline order: `args` reads the attribute, `signature` lowers the function into
-//! a model, `valid` checks that model and `expand` writes the code.
+//! Use them through `sync_runtime::offline_action` and `sync_runtime::ClassifyError`; this
+//! crate only holds the macros. The attribute's work happens in pipeline order: `args` reads the
+//! attribute, `signature` lowers the function into a model, `valid` checks that model and
+//! `expand` writes the code. The derive follows the same steps in `classify`.
 
 mod args;
+mod classify;
 mod expand;
 mod signature;
 mod valid;
@@ -65,4 +68,65 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn offline_action(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::offline_action(args.into(), item.into()).into()
+}
+
+/// Implements `ClassifyError` for an error type, from `#[classify(...)]` attributes.
+///
+/// Import it with the trait: `use sync_runtime::ClassifyError;` brings both.
+///
+/// ```ignore
+/// use std::time::Duration;
+/// use sync_runtime::{ClassifyError, SyncError};
+///
+/// #[derive(Debug, thiserror::Error, ClassifyError)]
+/// pub enum AppError {
+///     /// Transient: the call is answered locally and queued.
+///     #[error("the server cannot be reached")]
+///     #[classify(transient)]
+///     Network,
+///     /// Transient, and the server said how long to wait.
+///     #[error("the server is busy")]
+///     #[classify(transient, retry_after = wait)]
+///     Busy { wait: Option<Duration> },
+///     /// Permanent: no attribute needed.
+///     #[error("rejected: {0}")]
+///     Rejected(String),
+///     /// Whatever the wrapped error says.
+///     #[error(transparent)]
+///     #[classify(delegate)]
+///     Sync(#[from] SyncError),
+/// }
+///
+/// assert!(AppError::Network.is_transient());
+/// assert!(!AppError::Rejected("no".into()).is_transient());
+/// ```
+///
+/// (Compiled in `sync_runtime`'s tests; this crate cannot depend on it.)
+///
+/// # Attributes
+///
+/// On a variant of an enum, or on a struct:
+///
+/// - none, or `#[classify(permanent)]`: `is_transient` is `false`.
+/// - `#[classify(transient)]`: `is_transient` is `true`.
+/// - `#[classify(transient, retry_after = field)]`: also, `retry_after` returns the field, an
+///   `Option<Duration>` or a `Duration` (named, or by index in a tuple: `retry_after = 0`).
+/// - `#[classify(delegate)]`: for a variant or struct with exactly one field, which implements
+///   `ClassifyError`: both methods return what the field's impl returns. For wrapped errors,
+///   like `Http(#[from] reqwest::Error)` or `Sync(#[from] SyncError)`.
+///
+/// On the type itself:
+///
+/// - `#[classify(crate = path)]`: where `sync_runtime` is, for crates that re-export it.
+///
+/// Generic types are fine; each delegated field whose type names a type parameter gets a
+/// `where Field: ClassifyError` bound. Unions are not supported.
+///
+/// # What it generates
+///
+/// One `impl ClassifyError` with `is_transient` (a `match self` with one arm per variant) and,
+/// when some case has an answer besides `None`, `retry_after`.
+#[proc_macro_derive(ClassifyError, attributes(classify))]
+pub fn derive_classify_error(input: TokenStream) -> TokenStream {
+    classify::derive(input.into()).into()
 }

@@ -43,6 +43,29 @@ fn errors(source: &str) -> String {
     let Err(error) = crate::expand::expand(args, item) else {
         panic!("expected errors for:\n{source}");
     };
+    show_errors(source, error)
+}
+
+/// The `#[derive(ClassifyError)]` expansion of `source`, the item as the derive receives it,
+/// pretty-printed.
+fn derive(source: &str) -> String {
+    let item = source.parse().expect("test input must tokenize");
+    let expanded = crate::classify::derive(item);
+    let file = syn::parse_file(&expanded.to_string()).expect("the expansion must parse");
+    prettyplease::unparse(&file)
+}
+
+/// The errors `#[derive(ClassifyError)]` reports for `source`.
+fn derive_errors(source: &str) -> String {
+    let item = source.parse().expect("test input must tokenize");
+    let Err(error) = crate::classify::expand(item) else {
+        panic!("expected errors for:\n{source}");
+    };
+    show_errors(source, error)
+}
+
+/// Each error in `error`, shown under the line of `source` it points at.
+fn show_errors(source: &str, error: syn::Error) -> String {
     let lines: Vec<&str> = source.lines().collect();
     let mut out = String::new();
     for error in error {
@@ -84,6 +107,26 @@ macro_rules! rejects {
         #[test]
         fn $name() {
             insta::assert_snapshot!(errors($source));
+        }
+    };
+}
+
+/// Snapshots what `#[derive(ClassifyError)]` generates for a type.
+macro_rules! derives {
+    ($name:ident, $source:expr) => {
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(derive($source));
+        }
+    };
+}
+
+/// Snapshots the errors of a type `#[derive(ClassifyError)]` rejects.
+macro_rules! derive_rejects {
+    ($name:ident, $source:expr) => {
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(derive_errors($source));
         }
     };
 }
@@ -361,6 +404,235 @@ rejects!(
     r#"
 #[offline_action(nmae = "x")]
 pub fn add(self) -> Result<(), AppError> { todo!() }
+"#
+);
+
+derives!(
+    classify_enum,
+    r#"
+pub enum AppError {
+    #[error("the network is down")]
+    #[classify(transient)]
+    Network,
+    #[classify(transient)]
+    Timeout(u32),
+    #[classify(transient, retry_after = wait)]
+    Busy { wait: Option<Duration>, message: String },
+    #[classify(transient, retry_after = 1)]
+    RateLimited(u16, core::time::Duration, String),
+    #[classify(transient, retry_after = 0)]
+    Throttled(Duration),
+    #[classify(permanent)]
+    Rejected { reason: String },
+    NotFound(String, u64),
+    Gone,
+    #[error(transparent)]
+    #[classify(delegate)]
+    Http(#[from] HttpError),
+    #[classify(delegate)]
+    Sync { source: SyncError },
+}
+"#
+);
+
+derives!(
+    classify_enum_without_waits,
+    r#"
+enum StoreFailure {
+    #[classify(transient)]
+    Locked,
+    Corrupt { path: String },
+}
+"#
+);
+
+derives!(
+    classify_empty_enum,
+    r#"
+pub enum Never {}
+"#
+);
+
+derives!(
+    classify_struct,
+    r#"
+#[classify(transient, retry_after = retry_in)]
+pub struct Overloaded {
+    pub retry_in: Duration,
+    pub r#type: String,
+}
+"#
+);
+
+derives!(
+    classify_permanent_struct,
+    r#"
+pub struct Invalid(String);
+"#
+);
+
+derives!(
+    classify_delegate_newtype,
+    r#"
+#[classify(delegate)]
+pub struct ApiError(#[from] std::io::Error);
+"#
+);
+
+derives!(
+    classify_generics,
+    r#"
+#[derive(Debug)]
+#[classify(crate = ::my_sdk::sync)]
+pub enum Wrapped<'a, E: std::error::Error, F> where F: Clone {
+    #[classify(delegate)]
+    Inner(E),
+    #[classify(delegate)]
+    Boxed(Box<F>),
+    #[classify(delegate)]
+    Again { error: E },
+    #[classify(delegate)]
+    Io(std::io::Error),
+    #[classify(transient)]
+    Borrowed(&'a str),
+}
+"#
+);
+
+#[test]
+fn classify_errors_keep_a_fallback_impl() {
+    insta::assert_snapshot!(derive(
+        r#"
+pub enum AppError<T> {
+    #[classify(transeint)]
+    Network(T),
+}
+"#
+    ));
+}
+
+derive_rejects!(
+    classify_unknown_and_repeated_keys,
+    r#"
+enum AppError {
+    #[classify(transient, transient, tansient)]
+    #[classify(retry_after = wait, retry_after = wait)]
+    Busy { wait: Duration },
+}
+"#
+);
+
+derive_rejects!(
+    classify_contradictions,
+    r#"
+enum AppError {
+    #[classify(transient, permanent)]
+    A,
+    #[classify(permanent)]
+    #[classify(transient)]
+    B,
+    #[classify(delegate, transient, retry_after = 0)]
+    C(Duration),
+    #[classify(permanent, delegate)]
+    D(HttpError),
+}
+"#
+);
+
+derive_rejects!(
+    classify_delegate_field_count,
+    r#"
+enum AppError {
+    #[classify(delegate)]
+    Unit,
+    #[classify(delegate)]
+    Empty(),
+    #[classify(delegate)]
+    Two(HttpError, String),
+    #[classify(delegate)]
+    Named { a: HttpError, b: String },
+}
+"#
+);
+
+derive_rejects!(
+    classify_retry_after_errors,
+    r#"
+enum AppError {
+    #[classify(transient, retry_after = wiat)]
+    Named { wait: Duration, reason: String },
+    #[classify(transient, retry_after = 2)]
+    Tuple(Duration, String),
+    #[classify(transient, retry_after = wait)]
+    Positional(Duration),
+    #[classify(transient, retry_after = 0)]
+    Unit,
+    #[classify(retry_after = wait)]
+    NotTransient { wait: Duration },
+    #[classify(permanent, retry_after = 0)]
+    Permanent(Duration),
+}
+"#
+);
+
+derive_rejects!(
+    classify_bad_values,
+    r#"
+#[classify(crate = "sync_runtime", transient = true)]
+struct AppError {
+    #[classify(delegate)]
+    inner: Duration,
+}
+"#
+);
+
+derive_rejects!(
+    classify_more_bad_values,
+    r#"
+#[classify(transient, retry_after = self.wait, delegate = yes)]
+struct AppError(Duration);
+"#
+);
+
+derive_rejects!(
+    classify_retry_after_without_value,
+    r#"
+#[classify(transient, retry_after)]
+struct AppError(Duration);
+"#
+);
+
+derive_rejects!(
+    classify_misplaced_keys,
+    r#"
+#[classify(transient, permanent, crate = ::sdk)]
+#[classify(delegate, retry_after = 0)]
+enum AppError {
+    #[classify(crate = ::sdk)]
+    Network,
+}
+"#
+);
+
+derive_rejects!(
+    classify_attribute_syntax,
+    r#"
+enum AppError {
+    #[classify]
+    A,
+    #[classify(transient retry_after = 0)]
+    B(Duration),
+    #[classify(= 1)]
+    C,
+}
+"#
+);
+
+derive_rejects!(
+    classify_union,
+    r#"
+#[classify(transient)]
+union AppError { code: u32, other: f32 }
 "#
 );
 

@@ -45,11 +45,14 @@ pub mod browser;
 mod connectivity;
 mod context;
 mod error;
+pub mod http;
+mod id;
 mod maybe_send;
 mod registry;
 mod replay_lock;
 mod retry;
 mod scope;
+pub mod server;
 mod service;
 mod status;
 pub mod store;
@@ -76,7 +79,7 @@ pub use status::{SyncEvent, SyncStatus};
 pub use store::{MemoryStore, Store};
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 pub use store::{SqliteOptions, SqliteStore};
-pub use sync_macros::offline_action;
+pub use sync_macros::{offline_action, ClassifyError};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
 pub use tokio_executor::TokioExecutor;

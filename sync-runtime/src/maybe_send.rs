@@ -19,6 +19,9 @@ mod imp {
 
     /// A boxed callback: `Send + Sync` on native targets.
     pub type Listener<T> = Box<dyn Fn(T) + Send + Sync>;
+
+    /// A value of any type: `Send + Sync` on native targets.
+    pub(crate) type AnyValue = Box<dyn core::any::Any + Send + Sync>;
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -36,8 +39,12 @@ mod imp {
 
     /// A boxed callback: `Send + Sync` on native targets.
     pub type Listener<T> = Box<dyn Fn(T)>;
+
+    /// A value of any type: `Send + Sync` on native targets.
+    pub(crate) type AnyValue = Box<dyn core::any::Any>;
 }
 
+pub(crate) use imp::AnyValue;
 pub use imp::{BoxFuture, Listener, MaybeSend, MaybeSync};
 
 /// Boxes a future into a [`BoxFuture`].

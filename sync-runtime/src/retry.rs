@@ -30,6 +30,9 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// How long an action may wait in the queue before it moves to the dead-letter store.
     pub ttl: Duration,
+    /// The longest `Retry-After` honoured. A server asking for more (or a broken header)
+    /// would otherwise park the queue, and every call, for that long.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -41,13 +44,15 @@ impl Default for RetryPolicy {
             jitter: 0.5,
             max_retries: 25,
             ttl: Duration::from_secs(7 * 24 * 3600),
+            max_retry_after: Duration::from_secs(3600),
         }
     }
 }
 
 impl RetryPolicy {
     /// The wait before attempt number `retries + 1`, given a uniform random number in
-    /// `[0, 1)` and the server's `Retry-After`, if any. The server's wish wins when longer.
+    /// `[0, 1)` and the server's `Retry-After`, if any. The server's wish wins when longer, up
+    /// to [`max_retry_after`](Self::max_retry_after).
     pub fn backoff(&self, retries: u32, random: f64, retry_after: Option<Duration>) -> Duration {
         let exponent = i32::try_from(retries.saturating_sub(1)).unwrap_or(i32::MAX);
         let max = self.max_backoff.as_secs_f64();
@@ -55,7 +60,7 @@ impl RetryPolicy {
         let jitter = self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0);
         let wait = Duration::from_secs_f64((base * (1.0 - jitter)).max(0.0));
         match retry_after {
-            Some(server) if server > wait => server,
+            Some(server) if server > wait => server.min(self.max_retry_after.max(wait)),
             _ => wait,
         }
     }
@@ -93,5 +98,12 @@ mod tests {
             policy.backoff(20, 0.0, Some(Duration::from_secs(1))),
             Duration::from_secs(300)
         );
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let policy = RetryPolicy::default();
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(policy.backoff(1, 0.0, Some(year)), policy.max_retry_after);
     }
 }

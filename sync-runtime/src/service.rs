@@ -1,6 +1,7 @@
 //! The service: routes each action call online or offline, queues, replays, and reports status.
 
 use crate::context::{ActionContext, Collection, Phase};
+use crate::id::IdMinter;
 use crate::registry::{Attempt, Registry};
 use crate::status::StatusHub;
 use crate::store::{
@@ -54,7 +55,8 @@ struct Inner {
     executor: Option<Arc<dyn Executor>>,
     replay_lock: Option<Arc<dyn ReplayLock>>,
     migrations: HashMap<String, Migration>,
-    ids: Mutex<uuid::ContextV7>,
+    extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
+    ids: Mutex<IdMinter>,
     rng: Mutex<fastrand::Rng>,
     hub: StatusHub,
     replaying: AtomicBool,
@@ -85,6 +87,7 @@ pub struct SyncServiceBuilder {
     executor: Option<Arc<dyn Executor>>,
     replay_lock: Option<Arc<dyn ReplayLock>>,
     migrations: HashMap<String, Migration>,
+    extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
     seed: Option<u64>,
 }
 
@@ -151,6 +154,16 @@ impl SyncServiceBuilder {
         self
     }
 
+    /// Attaches a value of your own (an HTTP client, a base URL…) that action bodies and
+    /// local handlers reach through [`SyncService::extension`], usually as
+    /// `ActionContext::current()?.service().extension::<T>()`. One value per type; a second
+    /// value of the same type replaces the first.
+    pub fn extension<T: MaybeSend + MaybeSync + 'static>(mut self, value: T) -> Self {
+        self.extensions
+            .insert(core::any::TypeId::of::<T>(), Box::new(value));
+        self
+    }
+
     /// Registers a [`Migration`] for calls of `action` queued by an older version.
     pub fn migrate(mut self, action: &str, migration: Migration) -> Self {
         self.migrations.insert(action.to_owned(), migration);
@@ -170,7 +183,8 @@ impl SyncServiceBuilder {
             executor: self.executor,
             replay_lock: self.replay_lock,
             migrations: self.migrations,
-            ids: Mutex::new(uuid::ContextV7::new()),
+            extensions: self.extensions,
+            ids: Mutex::new(IdMinter::new()),
             rng: Mutex::new(
                 self.seed
                     .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
@@ -290,6 +304,7 @@ impl SyncService {
             executor: None,
             replay_lock: default_replay_lock(),
             migrations: HashMap::new(),
+            extensions: HashMap::new(),
             seed: None,
         }
     }
@@ -324,7 +339,8 @@ impl SyncService {
             executor: None,
             replay_lock: default_replay_lock(),
             migrations: HashMap::new(),
-            ids: Mutex::new(uuid::ContextV7::new()),
+            extensions: HashMap::new(),
+            ids: Mutex::new(IdMinter::new()),
             rng: Mutex::new(fastrand::Rng::new()),
             hub: StatusHub::default(),
             replaying: AtomicBool::new(false),
@@ -345,6 +361,14 @@ impl SyncService {
     /// The store.
     pub fn store(&self) -> &dyn Store {
         &*self.inner.store
+    }
+
+    /// The value of type `T` attached with [`SyncServiceBuilder::extension`], if any.
+    pub fn extension<T: 'static>(&self) -> Option<&T> {
+        self.inner
+            .extensions
+            .get(&core::any::TypeId::of::<T>())
+            .and_then(|value| value.downcast_ref::<T>())
     }
 
     /// The store, shared: to build another service over the same data.
@@ -418,13 +442,8 @@ impl SyncService {
     fn new_id(&self) -> (ActionId, Timestamp) {
         let now = self.inner.clock.now();
         let millis = now.as_millis();
-        let context = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let ts = uuid::Timestamp::from_unix(
-            &*context,
-            millis / 1000,
-            u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000,
-        );
-        (ActionId(uuid::Uuid::new_v7(ts)), now)
+        let mut ids = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
+        (ActionId(ids.mint(millis)), now)
     }
 
     fn is_reachable(&self) -> bool {
@@ -487,13 +506,15 @@ impl SyncService {
         let params_json = canonical_json(&params)
             .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
 
-        let backlog = A::KIND == ActionKind::Mutation && self.inner.hub.pending() > 0;
+        // While calls wait in the queue the server does not reflect them yet: a mutation sent
+        // now would overtake them, and a query's answer would be stamped newer than their
+        // optimistic writes and hide them. Both take the local path until the queue drains.
+        let backlog = self.inner.hub.pending() > 0;
         if backlog && self.inner.executor.is_none() && self.is_reachable() {
-            // Nothing replays in the background: drain the queue first, so that this call
-            // cannot overtake the calls queued before it.
+            // Nothing replays in the background: drain the queue first.
             let _ = self.replay().await;
         }
-        let backlog = A::KIND == ActionKind::Mutation && self.inner.hub.pending() > 0;
+        let backlog = self.inner.hub.pending() > 0;
         if self.is_reachable() && !backlog {
             let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
             match context.clone().scope(A::server(params.clone())).await {

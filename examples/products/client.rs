@@ -1,0 +1,377 @@
+//! The client: four server actions made offline-first with `#[offline_action]`.
+//!
+//! Each body is the online path: an HTTP request to the products server carrying the action
+//! id (the idempotency key) and the time the user acted, whose answer is written to the local
+//! `products` collection. Each local handler is the offline path: it reads and writes that
+//! collection, so a product added offline shows at once in an offline `get_products`. Writes
+//! carry the action's timestamp, so the store keeps, per product, the change the user made
+//! last.
+
+use crate::model::{invalid, CreateProduct, ErrorBody, NewProduct, PriceChange, Product};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+use sync_runtime::store::SqliteStore;
+use sync_runtime::{
+    http, offline_action, ActionContext, ActionKind, ClassifyError, Collection, ManualConnectivity,
+    RetryPolicy, Store, SyncError, SyncService, SyncStatus, TokioExecutor,
+};
+
+/// The local collection the actions keep products in, keyed by product id.
+pub const PRODUCTS: &str = "products";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot reach the server: {0}")]
+    Network(#[from] reqwest::Error),
+    #[error("the server answered {status}: {message}")]
+    Server {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl ClassifyError for AppError {
+    fn is_transient(&self) -> bool {
+        match self {
+            AppError::Network(e) => e.is_transient(),
+            AppError::Server { status, .. } => http::is_transient_status(*status),
+            AppError::Invalid(_) => false,
+            AppError::Sync(e) => e.is_transient(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AppError::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Lists a tenant's products. Offline: the products in the local store, including what was
+/// changed offline.
+#[offline_action(query, local = get_products_locally)]
+pub async fn get_products(tenant_id: String) -> Result<Vec<Product>, AppError> {
+    let cx = context()?;
+    let request = Api::of(&cx)?.request(&cx, Method::GET, &["products"])?;
+    let products: Vec<Product> = send(request.query(&[("tenant", &tenant_id)])).await?;
+    mirror(&cx, &tenant_id, &products).await?;
+    Ok(products)
+}
+
+async fn get_products_locally(tenant_id: String) -> Result<Vec<Product>, AppError> {
+    let cx = context()?;
+    local_products(&cx.collection(PRODUCTS), &tenant_id).await
+}
+
+/// Adds a product to a tenant's catalogue.
+#[offline_action(local = add_product_locally)]
+pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
+    let cx = context()?;
+    let body = CreateProduct {
+        tenant_id,
+        id: product.id,
+        name: product.name,
+        price_cents: product.price_cents,
+    };
+    let request = Api::of(&cx)?.request(&cx, Method::POST, &["products"])?;
+    let created: Product = send(request.json(&body)).await?;
+    remember(&cx, &created).await?;
+    Ok(created)
+}
+
+async fn add_product_locally(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
+    let cx = context()?;
+    if let Some(problem) = invalid(&product.name, product.price_cents) {
+        return Err(AppError::Invalid(problem));
+    }
+    let created = Product {
+        id: product.id,
+        tenant_id,
+        name: product.name.trim().to_owned(),
+        price_cents: product.price_cents,
+        updated_at: cx.timestamp().as_millis(),
+    };
+    remember(&cx, &created).await?;
+    Ok(created)
+}
+
+/// Changes a product's price; answers with the product as it is now (a later change by
+/// someone else may have won).
+#[offline_action(local = update_price_locally)]
+pub async fn update_price(product_id: String, price_cents: i64) -> Result<Product, AppError> {
+    let cx = context()?;
+    let path = ["products", product_id.as_str(), "price"];
+    let request = Api::of(&cx)?.request(&cx, Method::PUT, &path)?;
+    let product: Product = send(request.json(&PriceChange { price_cents })).await?;
+    remember(&cx, &product).await?;
+    Ok(product)
+}
+
+async fn update_price_locally(product_id: String, price_cents: i64) -> Result<Product, AppError> {
+    let cx = context()?;
+    if let Some(problem) = invalid("-", price_cents) {
+        return Err(AppError::Invalid(problem));
+    }
+    let products = cx.collection::<Product>(PRODUCTS);
+    let Some(mut product) = products.get(&product_id).await? else {
+        return Err(AppError::Invalid(format!(
+            "there is no product {product_id}"
+        )));
+    };
+    product.price_cents = price_cents;
+    product.updated_at = cx.timestamp().as_millis();
+    products.put(product_id, &product).await?;
+    Ok(product)
+}
+
+/// Deletes a product.
+#[offline_action(local = delete_product_locally)]
+pub async fn delete_product(product_id: String) -> Result<(), AppError> {
+    let cx = context()?;
+    let request = Api::of(&cx)?.request(&cx, Method::DELETE, &["products", &product_id])?;
+    send::<()>(request).await?;
+    cx.collection::<Product>(PRODUCTS)
+        .delete(product_id)
+        .await?;
+    Ok(())
+}
+
+async fn delete_product_locally(product_id: String) -> Result<(), AppError> {
+    let cx = context()?;
+    let products = cx.collection::<Product>(PRODUCTS);
+    if products.get(&product_id).await?.is_none() {
+        return Err(AppError::Invalid(format!(
+            "there is no product {product_id}"
+        )));
+    }
+    products.delete(product_id).await?;
+    Ok(())
+}
+
+fn context() -> Result<ActionContext, AppError> {
+    ActionContext::current()
+        .ok_or_else(|| AppError::Invalid("the products actions run inside an action".into()))
+}
+
+async fn remember(cx: &ActionContext, product: &Product) -> Result<(), AppError> {
+    let products = cx.collection::<Product>(PRODUCTS);
+    products.put(product.id.clone(), product).await?;
+    Ok(())
+}
+
+async fn local_products(
+    products: &Collection<Product>,
+    tenant_id: &str,
+) -> Result<Vec<Product>, AppError> {
+    let mut list: Vec<Product> = products
+        .list()
+        .await?
+        .into_iter()
+        .map(|(_, product)| product)
+        .filter(|product| product.tenant_id == tenant_id)
+        .collect();
+    list.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    Ok(list)
+}
+
+/// Makes the local products of a tenant what the server listed, except products with changes
+/// still waiting in the queue: the server has not seen those changes yet, so its list must
+/// not overwrite them, even when it is newer than they are.
+async fn mirror(cx: &ActionContext, tenant_id: &str, listed: &[Product]) -> Result<(), AppError> {
+    let waiting = products_with_waiting_changes(cx.service()).await?;
+    let products = cx.collection::<Product>(PRODUCTS);
+    for product in listed.iter().filter(|p| !waiting.contains(&p.id)) {
+        products.put(product.id.clone(), product).await?;
+    }
+    for stale in local_products(&products, tenant_id).await? {
+        let gone = !listed.iter().any(|p| p.id == stale.id);
+        if gone && !waiting.contains(&stale.id) {
+            products.delete(stale.id).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn products_with_waiting_changes(service: &SyncService) -> Result<HashSet<String>, AppError> {
+    let queued = service.queued().await?;
+    Ok(queued
+        .iter()
+        .filter(|action| action.kind == ActionKind::Mutation)
+        .filter_map(|action| {
+            let params: serde_json::Value = serde_json::from_str(&action.params).ok()?;
+            let id = params
+                .get("product_id")
+                .or_else(|| params.get("product")?.get("id"))?;
+            Some(id.as_str()?.to_owned())
+        })
+        .collect())
+}
+
+/// Sends a request and reads a JSON answer (`()` for an empty one); a status that is not a
+/// success becomes `AppError::Server` with the server's message and `Retry-After`.
+async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, AppError> {
+    let response = request.send().await?;
+    let status = response.status();
+    if status.is_success() {
+        let body = response.bytes().await?;
+        let json: &[u8] = if status == StatusCode::NO_CONTENT || body.is_empty() {
+            b"null"
+        } else {
+            &body
+        };
+        return serde_json::from_slice(json).map_err(|e| AppError::Server {
+            status: status.as_u16(),
+            message: format!("the answer is not what was expected: {e}"),
+            retry_after: None,
+        });
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(http::parse_retry_after);
+    let message = match response.json::<ErrorBody>().await {
+        Ok(body) => body.error,
+        Err(_) => status.canonical_reason().unwrap_or("no message").to_owned(),
+    };
+    Err(AppError::Server {
+        status: status.as_u16(),
+        message,
+        retry_after,
+    })
+}
+
+/// How a client reaches its server.
+#[derive(Clone)]
+struct Api {
+    base: Url,
+    http: reqwest::Client,
+}
+
+/// Each client's `Api`, found through the service an action runs in (its store identifies
+/// it). A real app, one client per process, would keep its `Api` in a `static`; this example
+/// runs two clients in one process.
+static APIS: Mutex<Vec<(Weak<dyn Store>, Api)>> = Mutex::new(Vec::new());
+
+impl Api {
+    fn of(cx: &ActionContext) -> Result<Api, AppError> {
+        let store = cx.service().shared_store();
+        let apis = APIS.lock().unwrap_or_else(PoisonError::into_inner);
+        apis.iter()
+            .find(|(owner, _)| std::ptr::addr_eq(owner.as_ptr(), Arc::as_ptr(&store)))
+            .map(|(_, api)| api.clone())
+            .ok_or_else(|| AppError::Invalid("this client has no server configured".into()))
+    }
+
+    fn register(service: &SyncService, api: Api) {
+        let mut apis = APIS.lock().unwrap_or_else(PoisonError::into_inner);
+        apis.retain(|(owner, _)| owner.strong_count() > 0);
+        apis.push((Arc::downgrade(&service.shared_store()), api));
+    }
+
+    /// A request to `path` (segments, each escaped) carrying the action's id and timestamp.
+    fn request(
+        &self,
+        cx: &ActionContext,
+        method: Method,
+        path: &[&str],
+    ) -> Result<RequestBuilder, AppError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| AppError::Invalid(format!("{} cannot have a path", self.base)))?
+            .clear()
+            .extend(path);
+        let mut request = self.http.request(method, url);
+        for (name, value) in http::action_headers(cx) {
+            request = request.header(name, value);
+        }
+        Ok(request)
+    }
+}
+
+/// One device: its own local store, its own network switch, the same server.
+pub struct Client {
+    pub service: SyncService,
+    /// The device's own network (the server may still be down when this says online).
+    pub network: ManualConnectivity,
+}
+
+impl Client {
+    /// A client keeping its data in `database`, talking to the server at `server_url`. Call
+    /// it inside a tokio runtime: queued actions replay there in the background.
+    pub fn open(
+        database: &Path,
+        server_url: &str,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let network = ManualConnectivity::new(true);
+        let executor = TokioExecutor::current().ok_or("Client::open runs inside tokio")?;
+        let service = SyncService::builder()
+            .store(SqliteStore::open(database)?)
+            .connectivity(network.clone())
+            .executor(executor)
+            // Short waits between attempts, so the example's outage ends in a blink.
+            .retry_policy(RetryPolicy {
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(250),
+                max_retries: 200,
+                ..RetryPolicy::default()
+            })
+            .build()?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            // A fresh connection per request: none outlives a server restart.
+            .pool_max_idle_per_host(0)
+            .build()?;
+        let api = Api {
+            base: Url::parse(server_url)?,
+            http,
+        };
+        Api::register(&service, api);
+        Ok(Self { service, network })
+    }
+
+    /// Runs an action (or any future calling actions) as this client.
+    pub async fn call<F: Future>(&self, action: F) -> F::Output {
+        self.service.scope(action).await
+    }
+
+    /// A tenant's products in this client's local store, by name.
+    pub async fn local_products(&self, tenant_id: &str) -> Result<Vec<Product>, AppError> {
+        local_products(&self.service.collection(PRODUCTS), tenant_id).await
+    }
+
+    pub async fn status(&self) -> Result<SyncStatus, AppError> {
+        Ok(self.service.refresh_status().await?)
+    }
+
+    /// Waits, up to `limit`, until the queue has drained on its own.
+    pub async fn wait_until_synced(&self, limit: Duration) -> Result<SyncStatus, AppError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let status = self.status().await?;
+            if status.pending == 0 {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AppError::Invalid(format!(
+                    "{} actions still waiting after {limit:?}; last error: {:?}",
+                    status.pending, status.last_error
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

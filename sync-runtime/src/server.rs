@@ -1,0 +1,610 @@
+//! The server's half of "once per call": record each applied action id in the server's own
+//! database, in the same transaction as the change it made, so a replayed action is applied
+//! once; and read the headers that carry the id and the time the user acted.
+//!
+//! A client replays a queued action with the id it minted before the first attempt, so a
+//! request whose response was lost (the server applied it, then the connection dropped) comes
+//! back with the same id. [`apply_once`] answers it with the response recorded the first time
+//! instead of applying it again. Because the record is written in the transaction that makes
+//! the change, there is no moment at which the change is committed and the id is not (or the
+//! other way round), whatever crashes.
+//!
+//! The core is the small [`AppliedActions`] trait, implemented here for a `rusqlite`
+//! [`Transaction`](rusqlite::Transaction) (feature `sqlite`, the default); any database with
+//! transactions can implement it. [`ActionHeaders`] reads the id and timestamp from request
+//! headers, and with the `axum` feature is an axum extractor.
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use sync_runtime::server::{self, apply_once, Applied};
+//! use sync_runtime::ActionId;
+//!
+//! let mut db = rusqlite::Connection::open_in_memory()?;
+//! db.execute_batch("CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0);")?;
+//! server::migrate(&db)?;
+//!
+//! let id: ActionId = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a".parse()?;
+//! for _ in 0..2 {
+//!     // The same action arrives twice: the second time, the change does not run.
+//!     let tx = db.transaction()?;
+//!     let applied = apply_once(&tx, id, |tx| {
+//!         tx.execute("UPDATE counter SET n = n + 1", [])?;
+//!         let n: i64 = tx.query_row("SELECT n FROM counter", [], |row| row.get(0))?;
+//!         Ok::<_, Box<dyn std::error::Error>>(n)
+//!     })?;
+//!     tx.commit()?;
+//!     assert_eq!(applied.response(), &1);
+//! }
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "sqlite"))]
+//! # fn main() {}
+//! ```
+
+use crate::{ActionId, SyncError, Timestamp};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The header names, also here for server code (defined in [`crate::http`], which clients use).
+pub use crate::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER};
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+pub use sqlite::{forget_applied_before, migrate};
+
+/// A record of the actions a server has applied, kept in the server's own database.
+///
+/// Implement it for your database's *transaction* type, so that [`apply_once`] writes the
+/// record in the same transaction as the change. The record needs a unique key on the id:
+/// if two copies of one action race past [`applied_response`](Self::applied_response), the
+/// second [`record_applied`](Self::record_applied) must fail, which rolls its change back.
+pub trait AppliedActions {
+    /// The response recorded when `id` was applied, as JSON, or `None` if it was not.
+    fn applied_response(&self, id: ActionId) -> Result<Option<String>, SyncError>;
+
+    /// Records that `id` was applied, with its response as JSON. Fails if `id` is already
+    /// recorded.
+    fn record_applied(&self, id: ActionId, response: &str) -> Result<(), SyncError>;
+}
+
+/// What [`apply_once`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied<T> {
+    /// The change ran now, and its response was recorded with the action id.
+    Fresh(T),
+    /// The action was applied before: the change did not run, and this is the response
+    /// recorded then (send it again, as if the first response had arrived).
+    Replayed(T),
+}
+
+impl<T> Applied<T> {
+    /// The response, fresh or recorded.
+    pub fn response(&self) -> &T {
+        match self {
+            Applied::Fresh(response) | Applied::Replayed(response) => response,
+        }
+    }
+
+    /// The response, fresh or recorded.
+    pub fn into_response(self) -> T {
+        match self {
+            Applied::Fresh(response) | Applied::Replayed(response) => response,
+        }
+    }
+
+    /// `true` if the action was applied before and the change did not run now.
+    pub fn is_replayed(&self) -> bool {
+        matches!(self, Applied::Replayed(_))
+    }
+}
+
+/// Runs `change` unless action `id` was already applied, and records `id` with the change's
+/// response in the same transaction.
+///
+/// - `id` already recorded: returns [`Applied::Replayed`] with the recorded response;
+///   `change` does not run.
+/// - otherwise: runs `change`; on `Ok`, records `id` with the response and returns
+///   [`Applied::Fresh`]. On `Err`, records nothing and returns the error.
+///
+/// Commit the transaction only when this returns `Ok`; dropping it on `Err` rolls back the
+/// change's partial writes. A failed change is not recorded, so the same id may be tried
+/// again (a validation error then fails again the same way).
+///
+/// # Errors
+///
+/// `change`'s error; or, converted into `E`, a [`SyncError`] if the record cannot be read or
+/// written or the response cannot be turned into JSON and back.
+pub fn apply_once<L, T, E>(
+    ledger: &L,
+    id: ActionId,
+    change: impl FnOnce(&L) -> Result<T, E>,
+) -> Result<Applied<T>, E>
+where
+    L: AppliedActions + ?Sized,
+    T: Serialize + DeserializeOwned,
+    E: From<SyncError>,
+{
+    if let Some(json) = ledger.applied_response(id)? {
+        let response = serde_json::from_str(&json).map_err(|e| {
+            SyncError::serde(format!("decode the response recorded for action {id}"), e)
+        })?;
+        return Ok(Applied::Replayed(response));
+    }
+    let response = change(ledger)?;
+    let json = serde_json::to_string(&response)
+        .map_err(|e| SyncError::serde(format!("encode the response of action {id}"), e))?;
+    ledger.record_applied(id, &json)?;
+    Ok(Applied::Fresh(response))
+}
+
+/// The action id and timestamp a request carries, read from the headers
+/// [`ACTION_ID_HEADER`] and [`ACTION_TIMESTAMP_HEADER`].
+///
+/// With the `axum` feature this is an extractor: a handler taking `ActionHeaders` answers
+/// `400 Bad Request` (with a JSON `{"error": "..."}` body saying which header is wrong) when
+/// the id is missing or is not a uuid, or the timestamp is not a number; a handler taking
+/// `Option<ActionHeaders>` accepts requests without an id.
+///
+/// ```
+/// use sync_runtime::server::ActionHeaders;
+///
+/// let headers = ActionHeaders::parse(Some("0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a"), Some("1700000000000"))
+///     .unwrap()
+///     .expect("an id was sent");
+/// assert_eq!(headers.timestamp.map(|t| t.as_millis()), Some(1_700_000_000_000));
+/// assert!(ActionHeaders::parse(Some("not-a-uuid"), None).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActionHeaders {
+    /// The action id: the idempotency key for [`apply_once`].
+    pub id: ActionId,
+    /// When the user acted, if the client said; order updates by it (last-write-wins).
+    pub timestamp: Option<Timestamp>,
+}
+
+impl ActionHeaders {
+    /// Reads the two header values. `Ok(None)` if there is no id (the request does not come
+    /// from an action); an error if a value is there but malformed.
+    ///
+    /// # Errors
+    ///
+    /// [`HeaderError::BadId`] or [`HeaderError::BadTimestamp`].
+    pub fn parse(id: Option<&str>, timestamp: Option<&str>) -> Result<Option<Self>, HeaderError> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let id = id.trim().parse().map_err(|_| HeaderError::BadId {
+            value: id.to_owned(),
+        })?;
+        let timestamp = timestamp
+            .map(|value| {
+                value
+                    .trim()
+                    .parse()
+                    .map(Timestamp)
+                    .map_err(|_| HeaderError::BadTimestamp {
+                        value: value.to_owned(),
+                    })
+            })
+            .transpose()?;
+        Ok(Some(Self { id, timestamp }))
+    }
+}
+
+/// Why a request's action headers were refused. With the `axum` feature it is a
+/// `400 Bad Request` response with a JSON body `{"error": "<this error's message>"}`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// There is no id header.
+    #[error("the `{header}` header is missing: send the action id with every request that changes data", header = crate::http::ACTION_ID_HEADER)]
+    MissingId,
+    /// The id header is not a uuid.
+    #[error("the `{header}` header must be an action id (a uuid), not {value:?}", header = crate::http::ACTION_ID_HEADER)]
+    BadId {
+        /// What was sent.
+        value: String,
+    },
+    /// The timestamp header is not a number of milliseconds.
+    #[error("the `{header}` header must be milliseconds since the Unix epoch, not {value:?}", header = crate::http::ACTION_TIMESTAMP_HEADER)]
+    BadTimestamp {
+        /// What was sent.
+        value: String,
+    },
+}
+
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+mod sqlite {
+    use super::AppliedActions;
+    use crate::{ActionId, Clock, StoreError, SyncError, SystemClock, Timestamp};
+    use rusqlite::{Connection, OptionalExtension, Transaction};
+
+    // WITHOUT ROWID: the table is looked up by id only, so the id itself is the storage key.
+    const SCHEMA: &str = "
+        CREATE TABLE IF NOT EXISTS applied_actions (
+            id TEXT PRIMARY KEY NOT NULL,
+            response TEXT NOT NULL,
+            applied_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS applied_actions_by_time ON applied_actions (applied_at);
+    ";
+
+    fn backend(operation: &'static str, error: rusqlite::Error) -> SyncError {
+        SyncError::Store(StoreError::Backend {
+            operation,
+            message: error.to_string(),
+        })
+    }
+
+    fn millis(timestamp: Timestamp) -> i64 {
+        i64::try_from(timestamp.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Creates the `applied_actions` table (id, response, applied_at) that the
+    /// [`AppliedActions`] impl for [`Transaction`] uses, if it does not exist yet. Run it
+    /// once when the server opens its database.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Store`] if SQLite fails.
+    pub fn migrate(connection: &Connection) -> Result<(), SyncError> {
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(|e| backend("create the applied_actions table", e))
+    }
+
+    /// Deletes the records of actions applied before `before`, and returns how many.
+    ///
+    /// Records are only needed while a client may still replay the action: keep them longer
+    /// than the clients' [`RetryPolicy::ttl`](crate::RetryPolicy::ttl) (seven days by
+    /// default), after which a client gives up on a queued action.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Store`] if SQLite fails.
+    pub fn forget_applied_before(
+        connection: &Connection,
+        before: Timestamp,
+    ) -> Result<usize, SyncError> {
+        connection
+            .execute(
+                "DELETE FROM applied_actions WHERE applied_at < ?1",
+                [millis(before)],
+            )
+            .map_err(|e| backend("forget old applied actions", e))
+    }
+
+    /// The record lives in the `applied_actions` table (see [`migrate`]). Use an
+    /// [`Immediate`](rusqlite::TransactionBehavior::Immediate) transaction when several
+    /// connections write, so two copies of an action wait for each other instead of failing
+    /// with `SQLITE_BUSY`; either way the table's primary key keeps one of them from applying.
+    impl AppliedActions for Transaction<'_> {
+        fn applied_response(&self, id: ActionId) -> Result<Option<String>, SyncError> {
+            self.query_row(
+                "SELECT response FROM applied_actions WHERE id = ?1",
+                [id.to_string()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| backend("look up an applied action", e))
+        }
+
+        fn record_applied(&self, id: ActionId, response: &str) -> Result<(), SyncError> {
+            self.execute(
+                "INSERT INTO applied_actions (id, response, applied_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![id.to_string(), response, millis(SystemClock.now())],
+            )
+            .map(drop)
+            .map_err(|e| backend("record an applied action", e))
+        }
+    }
+}
+
+#[cfg(all(feature = "axum", not(target_arch = "wasm32")))]
+mod axum_extractor {
+    use super::{ActionHeaders, HeaderError};
+    use crate::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER};
+    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+    use axum_core::response::{IntoResponse, Response};
+    use http::header::CONTENT_TYPE;
+    use http::request::Parts;
+    use http::{HeaderMap, HeaderValue, StatusCode};
+
+    impl ActionHeaders {
+        /// Reads the action headers from a request's headers: `Ok(None)` without an id.
+        ///
+        /// # Errors
+        ///
+        /// As [`ActionHeaders::parse`]; a value that is not visible ASCII is malformed.
+        pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, HeaderError> {
+            fn text(value: &HeaderValue) -> &str {
+                // Not visible ASCII can be neither a uuid nor a number: let parse refuse it.
+                value.to_str().unwrap_or("\u{fffd}")
+            }
+            Self::parse(
+                headers.get(ACTION_ID_HEADER).map(text),
+                headers.get(ACTION_TIMESTAMP_HEADER).map(text),
+            )
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for ActionHeaders {
+        type Rejection = HeaderError;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HeaderError> {
+            ActionHeaders::from_headers(&parts.headers)?.ok_or(HeaderError::MissingId)
+        }
+    }
+
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for ActionHeaders {
+        type Rejection = HeaderError;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, HeaderError> {
+            ActionHeaders::from_headers(&parts.headers)
+        }
+    }
+
+    impl IntoResponse for HeaderError {
+        fn into_response(self) -> Response {
+            let body = serde_json::json!({ "error": self.to_string() }).to_string();
+            (
+                StatusCode::BAD_REQUEST,
+                [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    fn id(n: u128) -> ActionId {
+        ActionId(uuid::Uuid::from_u128(n))
+    }
+
+    /// The trait's contract on the smallest possible database: a map.
+    #[derive(Default)]
+    struct MapLedger(RefCell<HashMap<ActionId, String>>);
+
+    impl AppliedActions for MapLedger {
+        fn applied_response(&self, id: ActionId) -> Result<Option<String>, SyncError> {
+            Ok(self.0.borrow().get(&id).cloned())
+        }
+
+        fn record_applied(&self, id: ActionId, response: &str) -> Result<(), SyncError> {
+            self.0.borrow_mut().insert(id, response.to_owned());
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum TestError {
+        Invalid,
+        Sync(String),
+    }
+
+    impl From<SyncError> for TestError {
+        fn from(error: SyncError) -> Self {
+            TestError::Sync(error.to_string())
+        }
+    }
+
+    #[test]
+    fn the_second_call_with_an_id_returns_the_first_response_without_running() {
+        let ledger = MapLedger::default();
+        let runs = std::cell::Cell::new(0);
+        // Captures `runs` by reference only, so it is `Copy` and can run more than once.
+        let change = |_: &MapLedger| {
+            runs.set(runs.get() + 1);
+            Ok::<_, TestError>(format!("run {}", runs.get()))
+        };
+        let first = apply_once(&ledger, id(1), change).unwrap();
+        let second = apply_once(&ledger, id(1), change).unwrap();
+        let other = apply_once(&ledger, id(2), change).unwrap();
+        assert_eq!(first, Applied::Fresh("run 1".to_owned()));
+        assert_eq!(second, Applied::Replayed("run 1".to_owned()));
+        assert_eq!(other, Applied::Fresh("run 2".to_owned()));
+        assert_eq!(runs.get(), 2);
+    }
+
+    #[test]
+    fn a_failed_change_records_nothing_and_may_be_tried_again() {
+        let ledger = MapLedger::default();
+        let failed = apply_once(&ledger, id(1), |_| Err::<u32, _>(TestError::Invalid));
+        assert_eq!(failed, Err(TestError::Invalid));
+        assert!(ledger.0.borrow().is_empty());
+        let retried = apply_once(&ledger, id(1), |_| Ok::<_, TestError>(7)).unwrap();
+        assert_eq!(retried, Applied::Fresh(7));
+    }
+
+    #[test]
+    fn a_recorded_response_that_no_longer_decodes_is_an_error_not_a_second_run() {
+        let ledger = MapLedger::default();
+        ledger.record_applied(id(1), "\"text\"").unwrap();
+        let result = apply_once(&ledger, id(1), |_| -> Result<u32, TestError> {
+            panic!("must not run again")
+        });
+        assert!(
+            matches!(&result, Err(TestError::Sync(m)) if m.contains("decode the response recorded")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn headers_parse_or_say_what_is_wrong() {
+        let uuid = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a";
+        assert_eq!(ActionHeaders::parse(None, Some("5")), Ok(None));
+        assert_eq!(
+            ActionHeaders::parse(Some(uuid), None),
+            Ok(Some(ActionHeaders {
+                id: uuid.parse().unwrap(),
+                timestamp: None
+            }))
+        );
+        let bad_id = ActionHeaders::parse(Some("42"), None).unwrap_err();
+        assert_eq!(
+            bad_id.to_string(),
+            "the `idempotency-key` header must be an action id (a uuid), not \"42\""
+        );
+        let bad_time = ActionHeaders::parse(Some(uuid), Some("yesterday")).unwrap_err();
+        assert_eq!(
+            bad_time.to_string(),
+            "the `x-action-timestamp` header must be milliseconds since the Unix epoch, not \"yesterday\""
+        );
+    }
+
+    #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+    mod sqlite {
+        use super::*;
+        use rusqlite::Connection;
+
+        fn database() -> Connection {
+            let db = Connection::open_in_memory().unwrap();
+            db.execute_batch("CREATE TABLE items (name TEXT NOT NULL)")
+                .unwrap();
+            migrate(&db).unwrap();
+            migrate(&db).unwrap(); // again: opening an existing database must work
+            db
+        }
+
+        fn add_item(
+            db: &mut Connection,
+            action: ActionId,
+            name: &str,
+        ) -> Result<Applied<i64>, TestError> {
+            let tx = db.transaction().unwrap();
+            let applied = apply_once(&tx, action, |tx| {
+                if name.is_empty() {
+                    return Err(TestError::Invalid);
+                }
+                tx.execute("INSERT INTO items (name) VALUES (?1)", [name])
+                    .unwrap();
+                Ok(tx.last_insert_rowid())
+            })?;
+            tx.commit().unwrap();
+            Ok(applied)
+        }
+
+        fn count(db: &Connection, table: &str) -> i64 {
+            db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        }
+
+        #[test]
+        fn the_same_action_twice_is_applied_once() {
+            let mut db = database();
+            assert_eq!(add_item(&mut db, id(1), "tea"), Ok(Applied::Fresh(1)));
+            assert_eq!(add_item(&mut db, id(1), "tea"), Ok(Applied::Replayed(1)));
+            assert_eq!(add_item(&mut db, id(2), "tea"), Ok(Applied::Fresh(2)));
+            assert_eq!((count(&db, "items"), count(&db, "applied_actions")), (2, 2));
+        }
+
+        #[test]
+        fn a_failing_change_records_nothing() {
+            let mut db = database();
+            assert_eq!(add_item(&mut db, id(1), ""), Err(TestError::Invalid));
+            assert_eq!((count(&db, "items"), count(&db, "applied_actions")), (0, 0));
+        }
+
+        #[test]
+        fn a_rolled_back_transaction_forgets_the_id_with_the_change() {
+            let mut db = database();
+            let tx = db.transaction().unwrap();
+            apply_once(&tx, id(1), |tx| {
+                tx.execute("INSERT INTO items (name) VALUES ('tea')", [])
+                    .map_err(|e| TestError::Sync(e.to_string()))
+            })
+            .unwrap();
+            drop(tx); // the process died before commit
+            assert_eq!((count(&db, "items"), count(&db, "applied_actions")), (0, 0));
+            assert!(add_item(&mut db, id(1), "tea").unwrap().response() > &0);
+        }
+
+        #[test]
+        fn recording_an_id_twice_fails_so_a_racing_copy_rolls_back() {
+            let mut db = database();
+            let tx = db.transaction().unwrap();
+            tx.record_applied(id(1), "1").unwrap();
+            let second = tx.record_applied(id(1), "1").unwrap_err();
+            assert!(
+                second.to_string().contains("record an applied action"),
+                "{second}"
+            );
+        }
+
+        #[test]
+        fn old_records_can_be_forgotten() {
+            let mut db = database();
+            add_item(&mut db, id(1), "tea").unwrap();
+            assert_eq!(forget_applied_before(&db, Timestamp(0)).unwrap(), 0);
+            assert_eq!(forget_applied_before(&db, Timestamp(u64::MAX)).unwrap(), 1);
+        }
+    }
+
+    #[cfg(all(feature = "axum", not(target_arch = "wasm32")))]
+    mod axum {
+        use super::*;
+        use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+        use axum_core::response::IntoResponse;
+
+        fn parts(headers: &[(&str, &str)]) -> http::request::Parts {
+            let mut request = http::Request::builder();
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.body(()).unwrap().into_parts().0
+        }
+
+        fn extract(headers: &[(&str, &str)]) -> Result<ActionHeaders, HeaderError> {
+            futures::executor::block_on(
+                <ActionHeaders as FromRequestParts<()>>::from_request_parts(
+                    &mut parts(headers),
+                    &(),
+                ),
+            )
+        }
+
+        #[test]
+        fn the_extractor_reads_both_headers() {
+            let uuid = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a";
+            let headers = extract(&[("Idempotency-Key", uuid), ("X-Action-Timestamp", "12")]);
+            assert_eq!(
+                headers,
+                Ok(ActionHeaders {
+                    id: uuid.parse().unwrap(),
+                    timestamp: Some(Timestamp(12))
+                })
+            );
+        }
+
+        #[test]
+        fn a_missing_or_garbage_key_is_a_400_with_a_json_message() {
+            assert_eq!(extract(&[]), Err(HeaderError::MissingId));
+            let garbage = extract(&[("idempotency-key", "yes please")]).unwrap_err();
+            let response = garbage.into_response();
+            assert_eq!(response.status(), http::StatusCode::BAD_REQUEST);
+            assert_eq!(
+                response.headers()[http::header::CONTENT_TYPE],
+                "application/json"
+            );
+        }
+
+        #[test]
+        fn the_optional_extractor_accepts_no_key_but_not_a_bad_one() {
+            let optional = |headers: &[(&str, &str)]| {
+                futures::executor::block_on(
+                    <ActionHeaders as OptionalFromRequestParts<()>>::from_request_parts(
+                        &mut parts(headers),
+                        &(),
+                    ),
+                )
+            };
+            assert_eq!(optional(&[]), Ok(None));
+            assert!(optional(&[("idempotency-key", "x")]).is_err());
+        }
+    }
+}

@@ -1,0 +1,10 @@
+use sync_runtime::ClassifyError;
+
+#[derive(ClassifyError)]
+#[classify(transient)]
+pub enum AppError {
+    Network,
+    Timeout,
+}
+
+fn main() {}
