@@ -3,15 +3,19 @@
 # index.html, app.css, sw.js (stamped with a hash of the build) and pkg/ (the wasm app and its
 # JavaScript glue, from wasm-bindgen).
 #
-#   examples/browser/build.sh [--release] [--out DIR]     (default DIR: target/browser-example)
+#   examples/browser/build.sh [--release] [--out DIR]
+#
+# DIR defaults to browser-example in the target directory ($CARGO_TARGET_DIR or target/).
 #
 # Installs the wasm toolchain when it is missing (scripts/wasm-toolchain.sh). The default is
 # a dev build, which shares most of its compiled dependencies with the runtime's browser
 # tests; --release gives the small module a deployment would use (about 1 MB instead of 5).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
+# Relative target directories are taken from the repository root, as scripts/test.sh runs.
+target="$(cd "$root" && mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)"
 profile=dev
-out="$root/target/browser-example"
+out="$target/browser-example"
 while [ $# -gt 0 ]; do
   case "$1" in
     --release) profile=release ;;
@@ -23,7 +27,7 @@ done
 
 # shellcheck source=scripts/wasm-toolchain.sh
 source "$root/scripts/wasm-toolchain.sh"
-target_dir="${CARGO_TARGET_DIR:-$root/target}/wasm"
+target_dir="$target/wasm"
 (cd "$root" && CARGO_TARGET_DIR="$target_dir" cargo +debweb build -p browser-app \
   --profile "$profile" --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort)
 [ "$profile" = dev ] && dir=debug || dir="$profile"

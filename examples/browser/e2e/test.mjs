@@ -3,8 +3,10 @@
 // the server got all three exactly once and the page lists them as synced.
 //
 // Run by examples/browser/test.sh (which builds what it needs), or by hand:
-//   node test.mjs    with BROWSER_EXAMPLE_SERVER (the `browser` example binary) and
-//                    BROWSER_EXAMPLE_DIST (build.sh's output) set, or their defaults.
+//   node test.mjs    with BROWSER_EXAMPLE_SERVER (the `browser` example binary),
+//                    BROWSER_EXAMPLE_DIST (build.sh's output) and BROWSER_EXAMPLE_SCREENSHOTS
+//                    (where offline.png and synced.png go) set, or their defaults in
+//                    $CARGO_TARGET_DIR or target/.
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -14,11 +16,11 @@ import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const target = process.env.CARGO_TARGET_DIR ?? join(root, "target");
+const target = resolve(root, process.env.CARGO_TARGET_DIR ?? "target");
 const SERVER = process.env.BROWSER_EXAMPLE_SERVER ?? join(target, "debug/examples/browser");
 const DIST = process.env.BROWSER_EXAMPLE_DIST ?? join(target, "browser-example");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const SCREENSHOTS = join(target, "browser-e2e");
+const SCREENSHOTS = process.env.BROWSER_EXAMPLE_SCREENSHOTS ?? join(target, "browser-e2e");
 const TENANT = "demo-shop"; // the one tenant the page shows (app/src/ui.rs)
 const STEP_TIMEOUT = 20_000;
 const WHOLE_RUN_TIMEOUT = 120_000;

@@ -108,8 +108,7 @@ async fn send(
 /// The `error` field of a JSON error body, or the body itself.
 fn server_message(text: &str) -> String {
     serde_json::from_str::<ErrorBody>(text)
-        .map(|body| body.error)
-        .unwrap_or_else(|_| text.trim().to_owned())
+        .map_or_else(|_| text.trim().to_owned(), |body| body.error)
 }
 
 /// A JavaScript error as text: its `message` when it has one (`TypeError: Failed to fetch`).

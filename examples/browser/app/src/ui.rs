@@ -3,7 +3,8 @@
 //!
 //! The list always shows the local collection (what this device knows, including products
 //! still waiting to be sent); the server is asked for the latest list only while the page
-//! believes it is online, at start-up and each time the queue has drained after a change.
+//! believes it is online and nothing waits to be sent: at start-up, and each time the queue
+//! has drained.
 
 use crate::actions::{self, add_product, get_products, AppError, PRODUCTS};
 use crate::model::{money, Product};
@@ -40,7 +41,7 @@ struct Page {
 }
 
 /// Starts the page: status first (so the offline indicator and the pending count are right
-/// before anything else happens), then the list, then the server's list if online.
+/// before anything else happens), then the local list, then the server's.
 pub(crate) async fn start() -> Result<(), JsValue> {
     let page = Rc::new(Page::find(SyncService::current())?);
     // The status starts with a pending count of 0 until the store has been read; read it
@@ -54,9 +55,8 @@ pub(crate) async fn start() -> Result<(), JsValue> {
     page.listen_for_submit()?;
     page.render_list().await;
     page.body.set_attribute("data-ready", "true")?;
-    if page.service.status().online {
-        page.refresh().await;
-    }
+    // With changes still waiting, the refresh comes when they have been sent (watch_status).
+    page.refresh().await;
     Ok(())
 }
 
@@ -183,13 +183,16 @@ impl Page {
         }
     }
 
-    /// Asks the server for the latest list (only when online: offline, the query would
-    /// queue a refresh and count it as a change waiting), then lists.
+    /// Asks the server for the latest list, then lists. Only when online with nothing
+    /// waiting: otherwise the runtime answers the query locally (the server's list would not
+    /// show the waiting changes yet) and queues a refresh, which would count as one more
+    /// change waiting.
     async fn refresh(&self) {
         if self.refreshing.replace(true) {
             return;
         }
-        if self.service.status().online {
+        let status = self.service.status();
+        if status.online && status.pending == 0 {
             match get_products(TENANT.to_owned()).await {
                 Ok(_) => {}
                 // Unreachable after all: the local list answered, and a refresh is queued.
