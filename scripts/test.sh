@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: native (unit, integration, trybuild UI, end-to-end), then the browser
-# tests in headless Chromium when the project has them, then the browser example's
-# end-to-end test (offline, reload, sync) in headless Chromium. Installs what it needs.
+# Runs every test: native (unit, integration, trybuild UI, end-to-end), then the runtime's
+# browser tests in headless Chromium, then the browser example's end-to-end test (offline,
+# reload, sync) in headless Chromium. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,13 +9,11 @@ echo "== native tests"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
-if [ -d sync-runtime/tests/browser ] || ls sync-runtime/tests/web*.rs >/dev/null 2>&1; then
-  echo "== browser tests (headless Chromium)"
-  # shellcheck source=scripts/wasm-toolchain.sh
-  source scripts/wasm-toolchain.sh
-  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/wasm" \
-    cargo +debweb test -p sync-runtime --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
-fi
+echo "== browser tests (headless Chromium)"
+# shellcheck source=scripts/wasm-toolchain.sh
+source scripts/wasm-toolchain.sh
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/wasm" \
+  cargo +debweb test -p sync-runtime --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
 
 echo "== browser example end-to-end (headless Chromium)"
 bash examples/browser/test.sh
