@@ -13,7 +13,7 @@ echo "== browser tests (headless Chromium)"
 # shellcheck source=scripts/wasm-toolchain.sh
 source scripts/wasm-toolchain.sh
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/wasm" \
-  cargo +debweb test -p sync-runtime --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+  cargo +debweb test -p sync-runtime --lib --tests --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
 
 echo "== browser example end-to-end (headless Chromium)"
 bash examples/browser/test.sh

@@ -138,16 +138,35 @@ pub async fn cached_response<A: Action>(params: A::Params) -> Result<A::Output, 
 
 /// The generated local handler of a mutation without `local = ...`: [`SyncError::Queued`] with
 /// the id the action is queued under.
-pub async fn queued<A: Action>(_params: A::Params) -> Result<A::Output, A::Error> {
+pub fn queued<A: Action>(_params: A::Params) -> Queued<A> {
+    Queued(core::marker::PhantomData)
+}
+
+/// The future [`queued`] returns. Not an `async fn`, so that each action adds only a call of
+/// [`queued_error`] to the user's crate.
+pub struct Queued<A>(core::marker::PhantomData<fn() -> A>);
+
+impl<A: Action> Future for Queued<A> {
+    type Output = Result<A::Output, A::Error>;
+
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        _: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Self::Output> {
+        // Read when polled, inside the action's scope (not when the stub is called).
+        core::task::Poll::Ready(Err(queued_error(A::NAME).into()))
+    }
+}
+
+fn queued_error(action: &'static str) -> SyncError {
     match ActionContext::current() {
         Some(ctx) => {
             ctx.mark_queued();
-            Err(SyncError::Queued {
-                action: A::NAME,
+            SyncError::Queued {
+                action,
                 id: ctx.id(),
             }
-            .into())
         }
-        None => Err(SyncError::NotCached { action: A::NAME }.into()),
+        None => SyncError::NotCached { action },
     }
 }

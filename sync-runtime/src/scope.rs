@@ -32,25 +32,35 @@ impl<T: 'static, F: Future> Future for Scoped<T, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let slot = *this.slot;
-        // Swap our value in, and swap back out even if the inner poll panics.
-        struct Restore<'a, T: 'static> {
-            slot: &'static LocalKey<RefCell<Option<T>>>,
-            value: &'a mut Option<T>,
-        }
-        impl<T: 'static> Drop for Restore<'_, T> {
-            fn drop(&mut self) {
-                self.slot
-                    .with(|cell| core::mem::swap(&mut *cell.borrow_mut(), self.value));
-            }
-        }
-        slot.with(|cell| core::mem::swap(&mut *cell.borrow_mut(), this.value));
-        let _restore = Restore {
-            slot,
-            value: this.value,
-        };
+        // Only this line depends on `F`: the swapping does not, so it is compiled once per
+        // kind of value rather than once per wrapped future (one per action).
+        let _installed = Installed::new(*this.slot, this.value);
         this.future.poll(cx)
     }
+}
+
+/// Our value, swapped into the slot for the duration of one poll, and swapped back out when
+/// dropped, even if the inner poll panics.
+struct Installed<'a, T: 'static> {
+    slot: &'static LocalKey<RefCell<Option<T>>>,
+    value: &'a mut Option<T>,
+}
+
+impl<'a, T: 'static> Installed<'a, T> {
+    fn new(slot: &'static LocalKey<RefCell<Option<T>>>, value: &'a mut Option<T>) -> Self {
+        swap(slot, value);
+        Self { slot, value }
+    }
+}
+
+impl<T: 'static> Drop for Installed<'_, T> {
+    fn drop(&mut self) {
+        swap(self.slot, self.value);
+    }
+}
+
+fn swap<T: 'static>(slot: &'static LocalKey<RefCell<Option<T>>>, value: &mut Option<T>) {
+    slot.with(|cell| core::mem::swap(&mut *cell.borrow_mut(), value));
 }
 
 /// Reads a clone of the value installed in `slot`, if any.

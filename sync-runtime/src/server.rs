@@ -15,7 +15,7 @@
 //! headers, and with the `axum` feature is an axum extractor.
 //!
 //! ```
-//! # #[cfg(feature = "sqlite")]
+//! # #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use sync_runtime::server::{self, apply_once, Applied};
 //! use sync_runtime::ActionId;
@@ -38,7 +38,7 @@
 //! }
 //! # Ok(())
 //! # }
-//! # #[cfg(not(feature = "sqlite"))]
+//! # #[cfg(not(all(feature = "sqlite", not(target_arch = "wasm32"))))]
 //! # fn main() {}
 //! ```
 

@@ -496,16 +496,61 @@ impl SyncService {
 
     /// Runs one call of action `A`: online through its server body, else through its local
     /// handler with the call queued. `#[offline_action]` functions call this.
+    ///
+    /// Only what depends on `A` is in this generic function (calling the body or the local
+    /// handler, and serializing `A`'s types); the rest is in non-generic helpers, compiled once
+    /// in this crate instead of once per action in the user's crate (BENCHMARKS.md, row 5).
     pub async fn execute_action<A: Action>(
         &self,
         params: A::Params,
     ) -> Result<A::Output, A::Error> {
+        let params_json = canonical_json(&params)
+            .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
+        let (id, timestamp, online) = self.begin_call().await?;
+        if online {
+            let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
+            match context.clone().scope(A::server(params.clone())).await {
+                Ok(output) => {
+                    let answer =
+                        (A::KIND == ActionKind::Query).then(|| serde_json::to_string(&output));
+                    self.store_answer(&context, &params_json, answer).await;
+                    return Ok(output);
+                }
+                Err(error) if error.is_transient() => {
+                    self.mark_unreachable(error.to_string(), error.retry_after());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Offline);
+        let result = context.clone().scope(A::local(params)).await;
+        // A local handler that fails rejects the call, as the server would; the generated
+        // mutation stub fails with `Queued` on purpose, and a query always queues a refresh.
+        if result.is_ok() || context.is_marked_queued() || A::KIND == ActionKind::Query {
+            let call = NewQueued {
+                id,
+                name: A::NAME.to_owned(),
+                version: A::VERSION,
+                kind: A::KIND,
+                params: params_json,
+                timestamp,
+            };
+            self.queue_call(&context, call, result.is_ok()).await?;
+        }
+        result
+    }
+
+    /// Checks the registry, loads the counts, mints the call's id, and says whether the call
+    /// goes to the server first.
+    async fn begin_call(&self) -> Result<(ActionId, Timestamp, bool), SyncError> {
         Registry::global()?;
         self.ensure_counts().await?;
         let (id, timestamp) = self.new_id();
-        let params_json = canonical_json(&params)
-            .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
+        Ok((id, timestamp, self.goes_online().await))
+    }
 
+    /// Whether the call goes to the server first.
+    async fn goes_online(&self) -> bool {
         // While calls wait in the queue the server does not reflect them yet: a mutation sent
         // now would overtake them, and a query's answer would be stamped newer than their
         // optimistic writes and hide them. Both take the local path until the queue drains.
@@ -515,46 +560,32 @@ impl SyncService {
             let _ = self.replay().await;
         }
         let backlog = self.inner.hub.pending() > 0;
-        if self.is_reachable() && !backlog {
-            let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
-            match context.clone().scope(A::server(params.clone())).await {
-                Ok(output) => {
-                    self.mark_reachable();
-                    self.store_answer::<A>(&context, &params_json, &output)
-                        .await;
-                    return Ok(output);
-                }
-                Err(error) if error.is_transient() => {
-                    self.mark_unreachable(error.to_string(), error.retry_after());
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        self.run_offline::<A>(id, timestamp, params, params_json)
-            .await
+        self.is_reachable() && !backlog
     }
 
-    /// Stores what a successful online call wrote, and a query's answer. The server has
-    /// already applied the call, so a failure here is reported in the status, not returned.
-    async fn store_answer<A: Action>(
+    /// Stores what a successful online call wrote, and a query's answer (`answer`, if the
+    /// action is a query). The server has already applied the call, so a failure here is
+    /// reported in the status, not returned.
+    async fn store_answer(
         &self,
         context: &ActionContext,
         params_json: &str,
-        output: &A::Output,
+        answer: Option<Result<String, serde_json::Error>>,
     ) {
+        self.mark_reachable();
         let mut batch = Batch::new();
         batch.writes = context.take_writes();
-        if A::KIND == ActionKind::Query {
-            match serde_json::to_string(output) {
-                Ok(json) => {
-                    batch
-                        .writes
-                        .push(cache_write(A::NAME, params_json, json, context.stamp()))
-                }
-                Err(e) => {
-                    self.note_error(format!("could not cache the answer of `{}`: {e}", A::NAME))
-                }
+        match answer {
+            Some(Ok(json)) => {
+                batch
+                    .writes
+                    .push(cache_write(context.name(), params_json, json, context.stamp()))
             }
+            Some(Err(e)) => self.note_error(format!(
+                "could not cache the answer of `{}`: {e}",
+                context.name()
+            )),
+            None => {}
         }
         if !batch.is_empty() {
             if let Err(e) = self.inner.store.apply(batch).await {
@@ -567,48 +598,26 @@ impl SyncService {
         self.inner.hub.update(|s| s.last_error = Some(error));
     }
 
-    async fn run_offline<A: Action>(
+    /// Queues a call answered offline, with its local handler's writes if `keep_writes`.
+    async fn queue_call(
         &self,
-        id: ActionId,
-        timestamp: Timestamp,
-        params: A::Params,
-        params_json: String,
-    ) -> Result<A::Output, A::Error> {
-        let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Offline);
-        let result = context.clone().scope(A::local(params)).await;
-        // A local handler that fails rejects the call, as the server would; the generated
-        // mutation stub fails with `Queued` on purpose, and a query always queues a refresh.
-        let queue_it = result.is_ok() || context.is_marked_queued() || A::KIND == ActionKind::Query;
-        if !queue_it {
-            return result;
-        }
+        context: &ActionContext,
+        call: NewQueued,
+        keep_writes: bool,
+    ) -> Result<(), SyncError> {
+        let (id, name) = (call.id, call.name.clone());
         let mut batch = Batch::new();
-        if result.is_ok() {
+        if keep_writes {
             batch.writes = context.take_writes();
         }
-        batch.enqueue = Some(NewQueued {
-            id,
-            name: A::NAME.to_owned(),
-            version: A::VERSION,
-            kind: A::KIND,
-            params: params_json,
-            timestamp,
-        });
-        let applied: Applied = self
-            .inner
-            .store
-            .apply(batch)
-            .await
-            .map_err(SyncError::from)?;
+        batch.enqueue = Some(call);
+        let applied: Applied = self.inner.store.apply(batch).await?;
         if applied.queued == Some(id) {
             self.inner.hub.update(|s| s.pending += 1);
-            self.inner.hub.emit(SyncEvent::Queued {
-                id,
-                name: A::NAME.to_owned(),
-            });
+            self.inner.hub.emit(SyncEvent::Queued { id, name });
         }
         self.kick_replay();
-        result
+        Ok(())
     }
 
     /// The answer a query got online for these parameters, if one was cached.
