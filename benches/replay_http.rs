@@ -81,8 +81,8 @@ async fn direct(http: &reqwest::Client, url: &str, tenant: &str, count: usize) {
             .await
             .expect("the server answers");
         assert!(response.status().is_success(), "{}", response.status());
-        let created: Product = serde_json::from_slice(&response.bytes().await.expect("body"))
-            .expect("a product");
+        let created: Product =
+            serde_json::from_slice(&response.bytes().await.expect("body")).expect("a product");
         assert_eq!(created.tenant_id, tenant);
     }
 }

@@ -576,11 +576,12 @@ impl SyncService {
         let mut batch = Batch::new();
         batch.writes = context.take_writes();
         match answer {
-            Some(Ok(json)) => {
-                batch
-                    .writes
-                    .push(cache_write(context.name(), params_json, json, context.stamp()))
-            }
+            Some(Ok(json)) => batch.writes.push(cache_write(
+                context.name(),
+                params_json,
+                json,
+                context.stamp(),
+            )),
             Some(Err(e)) => self.note_error(format!(
                 "could not cache the answer of `{}`: {e}",
                 context.name()

@@ -639,7 +639,11 @@ impl Tx {
 
     async fn write_seq(&self, name: &str, value: u64) -> Result<(), Fail> {
         let key = JsValue::from_str(name);
-        req("write a counter", self.meta()?.put(&u64_key(value)?, Some(&key))).await?;
+        req(
+            "write a counter",
+            self.meta()?.put(&u64_key(value)?, Some(&key)),
+        )
+        .await?;
         Ok(())
     }
 
