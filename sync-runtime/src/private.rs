@@ -143,7 +143,7 @@ pub fn queued<A: Action>(_params: A::Params) -> Queued<A> {
 }
 
 /// The future [`queued`] returns. Not an `async fn`, so that each action adds only a call of
-/// [`queued_error`] to the user's crate.
+/// the runtime's (non-generic) `queued_error` to the user's crate.
 pub struct Queued<A>(core::marker::PhantomData<fn() -> A>);
 
 impl<A: Action> Future for Queued<A> {
