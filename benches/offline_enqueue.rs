@@ -151,7 +151,7 @@ fn main() {
             }),
         ],
     );
-    if plan.full {
+    if plan.full && results.len() == 3 {
         let raw = &results[0];
         let ours = &results[1];
         println!(
@@ -162,6 +162,8 @@ fn main() {
             results[2].ratio / ours.ratio,
         );
     }
-    let queued = block_on(service.queued()).expect("read the queue").len();
-    assert!(queued > 0, "the offline calls were queued");
+    if results.len() == 3 {
+        let queued = block_on(service.queued()).expect("read the queue").len();
+        assert!(queued > 0, "the offline calls were queued");
+    }
 }

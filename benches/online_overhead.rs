@@ -214,7 +214,7 @@ fn bench_store(label: &str, store: Arc<dyn Store>, plan: Plan) {
             }),
         ],
     );
-    if plan.full {
+    if plan.full && query.len() == 3 && mutation.len() == 2 && bare.len() == 2 {
         println!(
             "  => {label}: query overhead {:.3}x, mutation+write {:.3}x (target <= 1.10x); bare mutation adds {} per call",
             query[1].ratio,

@@ -82,7 +82,16 @@ pub struct Measured {
 
 /// Times `variants` (the first is the baseline) in interleaved rounds and prints one line per
 /// variant. Returns the measurements.
+///
+/// `BENCH_ONLY=<text>` runs only the variants whose name contains it (to profile one); the
+/// ratios are then to the first variant that runs.
 pub fn compare(title: &str, plan: Plan, mut variants: Vec<Variant<'_>>) -> Vec<Measured> {
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        variants.retain(|v| v.name.contains(only.as_str()));
+        if variants.is_empty() {
+            return Vec::new();
+        }
+    }
     assert!(!variants.is_empty());
     // Warm up and calibrate: how many iterations fill `per_round` for the slowest variant.
     let mut iters = 1u64;

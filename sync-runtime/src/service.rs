@@ -672,6 +672,15 @@ impl SyncService {
     async fn drive_replay(&self, sleeper: &dyn Executor) {
         loop {
             let wait = match self.replay().await {
+                // A caller's own `replay()` of this service is running: it goes round once
+                // more for this trigger. Look again when it is likely done; going round at once
+                // would spin on the flag this very call set, and on a one-thread executor
+                // never let that replay finish.
+                Ok(report)
+                    if report.already_running && self.inner.replaying.load(Ordering::SeqCst) =>
+                {
+                    Some(Duration::from_millis(10))
+                }
                 Ok(report) if report.remaining > 0 && self.inner.connectivity.is_online() => report
                     .next_attempt_at
                     .map(|at| at.saturating_since(self.inner.clock.now())),
