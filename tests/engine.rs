@@ -428,3 +428,49 @@ fn a_replayed_earlier_call_never_overwrites_a_later_local_edit() {
     // The server's answer to the later call replaces its own optimistic record.
     assert_eq!(f.titles(), [("doc".to_owned(), "SECOND".to_owned())]);
 }
+
+#[test]
+fn background_and_foreground_replays_both_finish_on_a_one_thread_executor() {
+    // Regression: the background driver used to spin on "a replay is already running" and,
+    // on a one-thread executor, never let that replay finish. A watchdog thread turns such a
+    // hang into a failure.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let report = runtime.block_on(async {
+            let net = ManualConnectivity::new(false);
+            let service = SyncService::builder()
+                .store(MemoryStore::new())
+                .connectivity(net.clone())
+                .executor(sync_runtime::TokioExecutor::current().unwrap())
+                .build()
+                .unwrap();
+            let (open_gate, gate) = futures::channel::oneshot::channel::<()>();
+            GATE.with(|g| *g.borrow_mut() = Some(gate));
+            service.scope(gated_ping()).await.unwrap_err();
+            // Going online starts the background driver; the foreground replay below holds
+            // the slot while it waits at the gate, which a separate task opens later.
+            net.set_online(true);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                open_gate.send(()).ok();
+            });
+            let report = service.replay().await.unwrap();
+            service.refresh_status().await.unwrap();
+            (report, service.status().pending)
+        });
+        done.send(report).ok();
+    });
+    let (report, pending) = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the replays finished instead of spinning");
+    assert_eq!(
+        report.synced + usize::from(report.already_running),
+        1,
+        "{report:?}"
+    );
+    assert_eq!(pending, 0);
+}
