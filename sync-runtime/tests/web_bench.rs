@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! CARGO_TARGET_DIR=target/wasm cargo +debweb test -p sync-runtime --release \
-//!     --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort --test web_bench -- --include-ignored
+//!     --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
+//!     --test web_bench -- --include-ignored --nocapture
 //! ```
 //!
 //! - enqueue, ours: an `#[offline_action]` called offline: the generated stub runs, then one
