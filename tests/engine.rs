@@ -474,3 +474,37 @@ fn background_and_foreground_replays_both_finish_on_a_one_thread_executor() {
     );
     assert_eq!(pending, 0);
 }
+
+/// A server body with a bug.
+#[offline_action]
+pub async fn explode() -> Result<(), AppError> {
+    panic!("boom")
+}
+
+#[test]
+fn a_panicking_server_body_is_dead_lettered_and_the_rest_replays() {
+    let f = fixture(no_jitter());
+    block_on(f.service.scope(explode())).unwrap_err();
+    f.call("a", "after the panic").unwrap();
+    f.net.set_online(true);
+    let report = block_on(f.service.replay()).unwrap();
+    assert_eq!((report.synced, report.dead_lettered), (1, 1));
+    let dead = block_on(f.service.dead_letters()).unwrap();
+    assert_eq!(dead[0].reason, DeadReason::Rejected);
+    assert!(
+        dead[0].message.contains("panicked: boom"),
+        "{}",
+        dead[0].message
+    );
+    assert_eq!(server_log(), ["after the panic"]);
+}
+
+#[test]
+fn a_clock_stepping_back_does_not_make_a_later_write_lose() {
+    let f = fixture(no_jitter());
+    let notes = f.service.collection::<String>("notes");
+    block_on(notes.put("n", &"first".to_owned())).unwrap();
+    f.clock.set(Timestamp(1_800_000_000_000 - 60_000));
+    block_on(notes.put("n", &"second".to_owned())).unwrap();
+    assert_eq!(block_on(notes.get("n")).unwrap().as_deref(), Some("second"));
+}

@@ -58,7 +58,9 @@ impl RetryPolicy {
         let max = self.max_backoff.as_secs_f64();
         let base = (self.initial_backoff.as_secs_f64() * self.multiplier.powi(exponent)).min(max);
         let jitter = self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0);
-        let wait = Duration::from_secs_f64((base * (1.0 - jitter)).max(0.0));
+        // `try_`: a huge configured cap (say `Duration::MAX` for "none") must not panic.
+        let wait = Duration::try_from_secs_f64((base * (1.0 - jitter)).max(0.0))
+            .unwrap_or(self.max_backoff);
         match retry_after {
             Some(server) if server > wait => server.min(self.max_retry_after.max(wait)),
             _ => wait,

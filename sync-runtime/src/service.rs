@@ -315,6 +315,11 @@ impl SyncService {
         if let Some(scoped) = crate::scope::current(&SCOPED) {
             return scoped;
         }
+        // Inside an action body (a replay runs in the background, outside any `scope`), an
+        // action calling another belongs to the same service.
+        if let Some(action) = ActionContext::current() {
+            return action.service().clone();
+        }
         global::get_or_init(Self::default_service)
     }
 
@@ -429,8 +434,20 @@ impl SyncService {
 
     /// Re-reads the pending and dead-letter counts from the store.
     pub async fn refresh_status(&self) -> Result<SyncStatus, SyncError> {
-        let counts = self.inner.store.counts().await?;
-        self.inner.hub.set_counts(counts.pending, counts.dead);
+        // A call queued while the store was being read would be lost from the count (and a
+        // lower count lets a new call overtake the queue): read again until nothing changed
+        // the counts meanwhile.
+        for _ in 0..8 {
+            let generation = self.inner.hub.generation();
+            let counts = self.inner.store.counts().await?;
+            if self
+                .inner
+                .hub
+                .set_counts_if_unchanged(generation, counts.pending, counts.dead)
+            {
+                return Ok(self.status());
+            }
+        }
         Ok(self.status())
     }
 
@@ -440,10 +457,17 @@ impl SyncService {
     }
 
     fn new_id(&self) -> (ActionId, Timestamp) {
-        let now = self.inner.clock.now();
-        let millis = now.as_millis();
-        let mut ids = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
-        (ActionId(ids.mint(millis)), now)
+        let millis = self.inner.clock.now().as_millis();
+        let id = self
+            .inner
+            .ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .mint(millis);
+        // The id's own millisecond (its top 48 bits), not the clock reading: the minter never
+        // goes back when the clock does, so neither do the stamps last-write-wins compares.
+        let minted = u64::try_from(id.as_u128() >> 80).unwrap_or(millis);
+        (ActionId(id), Timestamp(minted))
     }
 
     fn is_reachable(&self) -> bool {
@@ -654,6 +678,9 @@ impl SyncService {
         let service = self.clone();
         let sleeper = Arc::clone(&executor);
         executor.spawn(crate::boxed(async move {
+            // If this task dies (a panic in a server body), the next trigger must still be able
+            // to start a driver.
+            let _running = DriverGuard(&service);
             loop {
                 service.drive_replay(&*sleeper).await;
                 service.inner.driver_running.store(false, Ordering::SeqCst);
@@ -670,6 +697,7 @@ impl SyncService {
     /// Replays, then sleeps until the head's backoff has passed and replays again, while
     /// anything is queued and the connection is up.
     async fn drive_replay(&self, sleeper: &dyn Executor) {
+        let mut store_failures = 0u32;
         loop {
             let wait = match self.replay().await {
                 // A caller's own `replay()` of this service is running: it goes round once
@@ -685,9 +713,13 @@ impl SyncService {
                     .next_attempt_at
                     .map(|at| at.saturating_since(self.inner.clock.now())),
                 Ok(_) => None,
+                // The store failed (locked, full, a bad row…): report it and try again after
+                // a backoff while anything waits, rather than leave the queue for good.
                 Err(error) => {
-                    self.note_error(format!("replay stopped: {error}"));
-                    None
+                    self.note_error(format!("replay failed: {error}"));
+                    store_failures = store_failures.saturating_add(1);
+                    (self.inner.hub.pending() > 0 && self.inner.connectivity.is_online())
+                        .then(|| self.backoff(store_failures, None))
                 }
             };
             match wait {
@@ -809,7 +841,8 @@ impl SyncService {
                 head.timestamp,
                 Phase::Replay,
             );
-            match (registration.replay)(params, context.clone()).await {
+            let attempt = (registration.replay)(params, context.clone());
+            match catch_panic(attempt).await {
                 Attempt::Done(json) => {
                     self.mark_reachable();
                     let mut batch = Batch::new();
@@ -936,6 +969,17 @@ impl SyncService {
         });
         report.dead_lettered += 1;
         Ok(())
+    }
+}
+
+/// Clears `driver_running` when the driver task ends, however it ends.
+struct DriverGuard<'a>(&'a SyncService);
+
+impl Drop for DriverGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.inner.driver_running.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -1111,6 +1155,34 @@ impl Store for Unavailable {
         let error = self.error();
         crate::boxed(async move { Err(error) })
     }
+}
+
+/// Runs a replay attempt, turning a panic in the user's server body into a permanent failure,
+/// so one bad call cannot stop the queue behind it.
+#[cfg(not(target_arch = "wasm32"))]
+async fn catch_panic(attempt: BoxFuture<'static, Attempt>) -> Attempt {
+    use futures_util::FutureExt;
+    match core::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+        Ok(attempt) => attempt,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Attempt::Failed {
+                transient: false,
+                retry_after: None,
+                message: format!("the server body panicked: {what}"),
+            }
+        }
+    }
+}
+
+/// On wasm32 a panic aborts the module (panic=abort), so there is nothing to catch.
+#[cfg(target_arch = "wasm32")]
+async fn catch_panic(attempt: BoxFuture<'static, Attempt>) -> Attempt {
+    attempt.await
 }
 
 /// The collection a query's answers are cached in.

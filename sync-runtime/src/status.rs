@@ -73,6 +73,8 @@ pub(crate) struct StatusHub {
 #[derive(Default)]
 struct HubInner {
     status: SyncStatus,
+    /// Bumped by every change to the counts, so a refresh can tell it raced one.
+    generation: u64,
     counts_loaded: bool,
     status_subscribers: Vec<mpsc::UnboundedSender<SyncStatus>>,
     event_subscribers: Vec<mpsc::UnboundedSender<SyncEvent>>,
@@ -102,6 +104,9 @@ impl StatusHub {
         let mut inner = self.lock();
         let before = inner.status.clone();
         change(&mut inner.status);
+        if (inner.status.pending, inner.status.dead) != (before.pending, before.dead) {
+            inner.generation += 1;
+        }
         if inner.status != before {
             let status = inner.status.clone();
             inner
@@ -110,12 +115,25 @@ impl StatusHub {
         }
     }
 
-    pub(crate) fn set_counts(&self, pending: u64, dead: u64) {
-        self.lock().counts_loaded = true;
+    pub(crate) fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Sets the counts read from the store, unless they changed since `generation` was read
+    /// (then the store read may predate that change). Returns whether it set them.
+    pub(crate) fn set_counts_if_unchanged(&self, generation: u64, pending: u64, dead: u64) -> bool {
+        {
+            let mut inner = self.lock();
+            if inner.generation != generation {
+                return false;
+            }
+            inner.counts_loaded = true;
+        }
         self.update(|s| {
             s.pending = pending;
             s.dead = dead;
         });
+        true
     }
 
     pub(crate) fn emit(&self, event: SyncEvent) {
