@@ -43,27 +43,44 @@ impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut args = Args::default();
         let mut errors = Errors::default();
-        while !input.is_empty() {
-            let key = input.call(Ident::parse_any).map_err(|error| {
-                syn::Error::new(error.span(), format!("expected an argument: one of {KEYS}"))
-            })?;
-            let value = if input.peek(Token![=]) {
-                input.parse::<Token![=]>()?;
-                Some(input.parse::<Expr>()?)
-            } else {
-                None
-            };
-            if let Err(error) = args.set(&key, value) {
-                errors.push(error);
-            }
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
-        }
+        parse_pairs(
+            input,
+            &format!("expected an argument: one of {KEYS}"),
+            |key, value| {
+                if let Err(error) = args.set(key, value) {
+                    errors.push(error);
+                }
+            },
+        )?;
         errors.finish()?;
         Ok(args)
     }
+}
+
+/// Reads comma-separated `key` and `key = value` pairs, handing each to `pair`. A token that
+/// is not a key fails with `expected` at its span.
+pub(crate) fn parse_pairs(
+    input: ParseStream,
+    expected: &str,
+    mut pair: impl FnMut(&Ident, Option<Expr>),
+) -> syn::Result<()> {
+    while !input.is_empty() {
+        let key = input
+            .call(Ident::parse_any)
+            .map_err(|error| syn::Error::new(error.span(), expected))?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Some(input.parse::<Expr>()?)
+        } else {
+            None
+        };
+        pair(&key, value);
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(())
 }
 
 impl Args {

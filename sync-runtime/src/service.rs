@@ -173,6 +173,12 @@ impl SyncServiceBuilder {
     /// Builds the service. Fails if two actions in this program share a name.
     pub fn build(self) -> Result<SyncService, SyncError> {
         Registry::global()?;
+        Ok(self.build_unchecked())
+    }
+
+    /// Builds the service without checking the registry; with duplicate action names, every
+    /// call then reports the duplicate.
+    fn build_unchecked(self) -> SyncService {
         let inner = Arc::new(Inner {
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             connectivity: self
@@ -211,7 +217,7 @@ impl SyncServiceBuilder {
         }));
         let service = SyncService { inner };
         service.kick_replay();
-        Ok(service)
+        service
     }
 
     /// Builds the service and makes it the one [`SyncService::current`] returns. May succeed
@@ -324,37 +330,11 @@ impl SyncService {
     }
 
     fn default_service() -> SyncService {
-        let store = default_store();
-        match platform_defaults(SyncService::builder())
-            .shared_store(Arc::clone(&store))
-            .build()
-        {
-            Ok(service) => service,
-            // Duplicate action names: build one anyway; every call reports the duplicate.
-            Err(_) => SyncService::unchecked(store),
-        }
-    }
-
-    fn unchecked(store: Arc<dyn Store>) -> SyncService {
-        let inner = Arc::new(Inner {
-            store,
-            connectivity: Arc::new(ManualConnectivity::new(true)),
-            clock: Arc::new(SystemClock),
-            policy: RetryPolicy::default(),
-            executor: None,
-            replay_lock: default_replay_lock(),
-            migrations: HashMap::new(),
-            extensions: HashMap::new(),
-            ids: Mutex::new(IdMinter::new()),
-            rng: Mutex::new(fastrand::Rng::new()),
-            hub: StatusHub::default(),
-            replaying: AtomicBool::new(false),
-            replay_again: AtomicBool::new(false),
-            driver_running: AtomicBool::new(false),
-            offline_until: AtomicU64::new(0),
-            consecutive_failures: AtomicU64::new(0),
-        });
-        SyncService { inner }
+        // Unchecked: `current()` cannot fail, and with duplicate action names every call
+        // reports the duplicate instead.
+        platform_defaults(SyncService::builder())
+            .shared_store(default_store())
+            .build_unchecked()
     }
 
     /// Runs `future` with this service as [`SyncService::current`], whatever is installed.

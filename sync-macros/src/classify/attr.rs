@@ -3,9 +3,9 @@
 
 use syn::ext::IdentExt;
 use syn::parse::ParseStream;
-use syn::{Attribute, Expr, ExprLit, Ident, Index, Lit, Member, Path, Token};
+use syn::{Attribute, Expr, ExprLit, Ident, Index, Lit, Member, Path};
 
-use crate::args::{plain_path, required};
+use crate::args::{parse_pairs, plain_path, required};
 use crate::valid::Errors;
 
 /// The keys `#[classify(...)]` understands, in the order the documentation lists them.
@@ -52,25 +52,11 @@ impl Classify {
         let mut classify = Classify::default();
         for attr in attrs.iter().filter(|attr| is_classify(attr)) {
             let parsed = attr.parse_args_with(|input: ParseStream| {
-                while !input.is_empty() {
-                    let key = input.call(Ident::parse_any).map_err(|error| {
-                        syn::Error::new(error.span(), format!("expected one of {KEYS}"))
-                    })?;
-                    let value = if input.peek(Token![=]) {
-                        input.parse::<Token![=]>()?;
-                        Some(input.parse::<Expr>()?)
-                    } else {
-                        None
-                    };
-                    if let Err(error) = classify.set(&key, value) {
+                parse_pairs(input, &format!("expected one of {KEYS}"), |key, value| {
+                    if let Err(error) = classify.set(key, value) {
                         errors.push(error);
                     }
-                    if input.is_empty() {
-                        break;
-                    }
-                    input.parse::<Token![,]>()?;
-                }
-                Ok(())
+                })
             });
             errors.check(parsed);
         }
