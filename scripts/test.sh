@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: native (unit, integration, trybuild UI, end-to-end), then the runtime's
-# browser tests in headless Chromium, then the browser example's end-to-end test (offline,
-# reload, sync) in headless Chromium. Installs what it needs.
+# browser tests in headless Chromium, then the end-to-end tests of the browser example and
+# of the Leptos todo example (offline, reload, sync) in headless Chromium. Installs what it
+# needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,6 @@ CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/wasm" \
 
 echo "== browser example end-to-end (headless Chromium)"
 bash examples/browser/test.sh
+
+echo "== Leptos todo example end-to-end (headless Chromium)"
+bash examples/leptos-todo/test.sh

@@ -173,9 +173,7 @@ impl<'a> Expansion<'a> {
         // Spanned at the return type, like everything that names the action's result types:
         // a return type that does not fit is then reported once, there.
         let call = quote_spanned! {self.output_span=>
-            #private::SyncService::current()
-                .execute_action::<#action>(#params { #(#fields),* })
-                .await
+            #private::run::<#action>(#params { #(#fields),* }).await
         };
         quote! {
             #(#attrs)*

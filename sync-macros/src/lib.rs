@@ -9,6 +9,7 @@
 mod args;
 mod classify;
 mod expand;
+mod server_fn;
 mod signature;
 mod valid;
 
@@ -60,6 +61,13 @@ use proc_macro::TokenStream;
 /// `From<SyncError>`, `ClassifyError` and `Display`. Arguments may be borrowed (`&str`, `&[T]`,
 /// `&T`): they are stored owned until the call runs.
 ///
+/// # With `#[server]` (`server_fn`, Leptos)
+///
+/// On a server function, in either order. `#[server]` expands first (written below it, this
+/// attribute moves itself under `#[server]`); the client half becomes the action, and the
+/// server half (the `ssr` build) is left as `#[server]` wrote it, so calls made while
+/// rendering on the server are never queued. See `sync_runtime::server_fn`.
+///
 /// # What it generates
 ///
 /// Next to the rewritten function: `{Function}Params`, a struct with one field per argument,
@@ -67,7 +75,13 @@ use proc_macro::TokenStream;
 /// queued calls can be replayed after a restart. Both have the function's visibility.
 #[proc_macro_attribute]
 pub fn offline_action(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::offline_action(args.into(), item.into()).into()
+    let (args, item) = (args.into(), item.into());
+    if let Ok(func) = syn::parse2::<syn::ItemFn>(proc_macro2::TokenStream::clone(&item)) {
+        if let Some(tokens) = server_fn::special_case(&args, &func) {
+            return tokens.into();
+        }
+    }
+    expand::offline_action(args, item).into()
 }
 
 /// Implements `ClassifyError` for an error type, from `#[classify(...)]` attributes.

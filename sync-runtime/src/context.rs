@@ -51,6 +51,7 @@ struct Inner {
     phase: Phase,
     writes: Mutex<Vec<Write>>,
     queued: AtomicBool,
+    retry_after: Mutex<Option<core::time::Duration>>,
 }
 
 impl core::fmt::Debug for ActionContext {
@@ -81,6 +82,7 @@ impl ActionContext {
                 phase,
                 writes: Mutex::new(Vec::new()),
                 queued: AtomicBool::new(false),
+                retry_after: Mutex::new(None),
             }),
         }
     }
@@ -123,6 +125,23 @@ impl ActionContext {
         }
     }
 
+    /// Remembers how long the server asked this attempt to wait (an HTTP `Retry-After`),
+    /// for transports that see the response but cannot put it into the action's error type.
+    ///
+    /// When the attempt fails with a transient error whose
+    /// [`ClassifyError::retry_after`](crate::ClassifyError::retry_after) says nothing, the
+    /// runtime waits this long instead of its own backoff (capped by
+    /// [`RetryPolicy::max_retry_after`](crate::RetryPolicy::max_retry_after)). The
+    /// `server_fn` client [`OfflineClient`](crate::server_fn::OfflineClient) calls it.
+    pub fn note_retry_after(&self, wait: core::time::Duration) {
+        *lock(&self.inner.retry_after) = Some(wait);
+    }
+
+    /// What [`note_retry_after`](Self::note_retry_after) remembered, if anything.
+    pub(crate) fn noted_retry_after(&self) -> Option<core::time::Duration> {
+        *lock(&self.inner.retry_after)
+    }
+
     /// The service running this action.
     pub fn service(&self) -> &SyncService {
         &self.inner.service
@@ -147,10 +166,7 @@ impl ActionContext {
     }
 
     fn writes(&self) -> MutexGuard<'_, Vec<Write>> {
-        self.inner
-            .writes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.writes)
     }
 
     pub(crate) fn take_writes(&self) -> Vec<Write> {
@@ -310,4 +326,11 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
             }
         }
     }
+}
+
+/// Locks `mutex`, taking the value of a poisoned one (a panicking body must not stop replay).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -47,12 +47,16 @@ mod context;
 mod error;
 pub mod http;
 mod id;
+#[cfg(feature = "leptos")]
+pub mod leptos;
 mod maybe_send;
 mod registry;
 mod replay_lock;
 mod retry;
 mod scope;
 pub mod server;
+#[cfg(feature = "server-fn")]
+pub mod server_fn;
 mod service;
 mod status;
 pub mod store;

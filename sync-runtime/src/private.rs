@@ -14,6 +14,19 @@ use crate::ClassifyError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// A call of action `A` through the current service: what the rewritten function awaits.
+///
+/// The future is `Send` on every target, as the function's future was before the attribute:
+/// frameworks that require it (Leptos' `Action::new`, `Resource::new`) keep accepting the
+/// call. On wasm32 the browser's futures are not `Send`; there is one thread, so a
+/// `SendWrapper` can claim it safely (it would panic if ever moved to another thread).
+pub fn run<A: Action>(params: A::Params) -> impl Future<Output = Result<A::Output, A::Error>> {
+    let call = async move { SyncService::current().execute_action::<A>(params).await };
+    #[cfg(target_arch = "wasm32")]
+    let call = send_wrapper::SendWrapper::new(call);
+    call
+}
+
 /// Checked for every argument type of an action.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of an `#[offline_action]` fn",

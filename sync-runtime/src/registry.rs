@@ -86,7 +86,7 @@ fn replay<A: Action>(params: String, context: ActionContext) -> BoxFuture<'stati
             Ok(params) => params,
             Err(e) => return Attempt::BadParams(e.to_string()),
         };
-        match context.scope(A::server(params)).await {
+        match context.clone().scope(A::server(params)).await {
             Ok(output) => match serde_json::to_string(&output) {
                 Ok(json) => Attempt::Done(json),
                 Err(e) => Attempt::Failed {
@@ -97,7 +97,7 @@ fn replay<A: Action>(params: String, context: ActionContext) -> BoxFuture<'stati
             },
             Err(error) => Attempt::Failed {
                 transient: error.is_transient(),
-                retry_after: error.retry_after(),
+                retry_after: error.retry_after().or(context.noted_retry_after()),
                 message: error.to_string(),
             },
         }

@@ -136,6 +136,37 @@ where
     Ok(Applied::Fresh(response))
 }
 
+/// [`apply_once`] for requests that may come without an action id: with `action`, the change
+/// runs once per id and a repeat gets the recorded response; without (a client that sends no
+/// headers, or a server function called in process while rendering), it simply runs.
+///
+/// In a Leptos server function on axum (with this crate's `axum` feature, [`ActionHeaders`]
+/// is an extractor):
+///
+/// ```ignore
+/// let action = leptos_axum::extract().await?;
+/// db.write(|tx| server::run_once(tx, action, |tx| toggle(tx, &id)))
+/// ```
+///
+/// # Errors
+///
+/// As [`apply_once`].
+pub fn run_once<L, T, E>(
+    ledger: &L,
+    action: Option<ActionHeaders>,
+    change: impl FnOnce(&L) -> Result<T, E>,
+) -> Result<T, E>
+where
+    L: AppliedActions + ?Sized,
+    T: Serialize + DeserializeOwned,
+    E: From<SyncError>,
+{
+    match action {
+        Some(action) => apply_once(ledger, action.id, change).map(Applied::into_response),
+        None => change(ledger),
+    }
+}
+
 /// The action id and timestamp a request carries, read from the headers
 /// [`ACTION_ID_HEADER`] and [`ACTION_TIMESTAMP_HEADER`].
 ///

@@ -521,7 +521,8 @@ impl SyncService {
                     return Ok(output);
                 }
                 Err(error) if error.is_transient() => {
-                    self.mark_unreachable(error.to_string(), error.retry_after());
+                    let retry_after = error.retry_after().or(context.noted_retry_after());
+                    self.mark_unreachable(error.to_string(), retry_after);
                 }
                 Err(error) => return Err(error),
             }
