@@ -108,6 +108,7 @@ fn fill(path: &Path, size: u64, raw: bool) {
                     kind: ActionKind::Mutation,
                     params: params(n),
                     timestamp,
+                    queued_at: timestamp,
                 });
                 store.apply(batch).await.expect("enqueue");
             }

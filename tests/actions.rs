@@ -267,14 +267,16 @@ fn queries_are_cached_online_and_served_offline() {
         ),
         "{err:?}"
     );
-    // Each offline query queues one refresh per parameters, however often it is called.
+    // Each offline query queues one refresh per parameters, however often it is called; the
+    // latest call's refresh takes the place of the earlier one.
     block_on(service.scope(list_products("t1".into()))).unwrap();
     let queued = block_on(service.queued()).unwrap();
     let refreshes: Vec<_> = queued.iter().map(|q| q.params.as_str()).collect();
     assert_eq!(
         refreshes,
-        [r#"{"tenant_id":"t1"}"#, r#"{"tenant_id":"other"}"#]
+        [r#"{"tenant_id":"other"}"#, r#"{"tenant_id":"t1"}"#]
     );
+    assert_eq!(service.status().pending, 2, "two refreshes wait");
 }
 
 #[test]

@@ -162,6 +162,7 @@ impl Fixture {
             kind: ActionKind::Mutation,
             params: params.into(),
             timestamp: Timestamp(1_800_000_000_000),
+            queued_at: Timestamp(1_800_000_000_000),
         });
         block_on(self.service.store().apply(batch)).unwrap();
         id

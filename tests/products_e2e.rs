@@ -75,6 +75,7 @@ async fn enqueue(phone: &Client, name: &str, params: serde_json::Value) -> Actio
         kind: ActionKind::Mutation,
         params: params.to_string(),
         timestamp: SystemClock.now(),
+        queued_at: SystemClock.now(),
     });
     phone.service.store().apply(batch).await.unwrap();
     id

@@ -66,6 +66,13 @@ struct Inner {
     /// (milliseconds), because a reachable-looking network may not reach the server.
     offline_until: AtomicU64,
     consecutive_failures: AtomicU64,
+    /// Set when the connection comes back: the next replay tries the head at once instead of
+    /// waiting out the backoff it got while the connection was down.
+    reconnected: AtomicBool,
+    /// Wakes the background driver from its sleep until the head's next attempt.
+    wake_driver: Mutex<Option<futures_channel::oneshot::Sender<()>>>,
+    /// Counts triggers, so the driver notices one that came while it was not asleep yet.
+    kicks: AtomicU64,
 }
 
 impl core::fmt::Debug for SyncService {
@@ -201,6 +208,9 @@ impl SyncServiceBuilder {
             driver_running: AtomicBool::new(false),
             offline_until: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
+            reconnected: AtomicBool::new(false),
+            wake_driver: Mutex::new(None),
+            kicks: AtomicU64::new(0),
         });
         let online = inner.connectivity.is_online();
         inner.hub.update(|s| s.online = online);
@@ -210,8 +220,7 @@ impl SyncServiceBuilder {
                 let service = SyncService { inner };
                 service.inner.hub.update(|s| s.online = online);
                 if online {
-                    service.inner.offline_until.store(0, Ordering::SeqCst);
-                    service.kick_replay();
+                    service.reconnected();
                 }
             }
         }));
@@ -392,7 +401,9 @@ impl SyncService {
         Ok(self.inner.store.dead_letters().await?)
     }
 
-    /// Moves a dead letter back to the end of the queue with its retries reset, and replays.
+    /// Moves a dead letter back into the queue with its retries reset and a fresh time-to-live
+    /// (its timestamp, which last-write-wins compares, stays), and replays. It goes back to
+    /// its place in the order the user acted.
     pub async fn retry_dead_letter(&self, id: ActionId) -> Result<(), SyncError> {
         let mut batch = Batch::new();
         batch.revive = Some((id, self.inner.clock.now()));
@@ -401,6 +412,37 @@ impl SyncService {
         self.refresh_status().await?;
         self.kick_replay();
         Ok(())
+    }
+
+    /// Moves the first queued call whose stored row cannot be read (edited or damaged outside
+    /// this crate) to the dead letters, so the rest of the queue can drain, and replays.
+    ///
+    /// Such a row stops replay with [`StoreError::Incompatible`](crate::StoreError) naming the
+    /// row (in the status's `last_error` too): nothing is skipped silently. Call this (again
+    /// for each bad row) to set it aside; the dead letter keeps what could be read of it, with
+    /// [`DeadReason::Unreadable`] and a [`SyncEvent::DeadLettered`]. Returns it, or `None` if
+    /// every queued row reads.
+    pub async fn set_aside_unreadable(&self) -> Result<Option<DeadLetter>, SyncError> {
+        let dead = self
+            .inner
+            .store
+            .set_aside_unreadable(self.inner.clock.now())
+            .await?;
+        if let Some(dead) = &dead {
+            self.inner.hub.update(|s| {
+                s.pending = s.pending.saturating_sub(1);
+                s.dead += 1;
+                s.last_error = Some(dead.message.clone());
+            });
+            self.inner.hub.emit(SyncEvent::DeadLettered {
+                id: dead.action.id,
+                name: dead.action.name.clone(),
+                reason: dead.reason,
+                message: dead.message.clone(),
+            });
+            self.kick_replay();
+        }
+        Ok(dead)
     }
 
     /// Deletes a dead letter for good.
@@ -455,8 +497,22 @@ impl SyncService {
             && self.inner.clock.now().as_millis() >= self.inner.offline_until.load(Ordering::SeqCst)
     }
 
+    /// The connection came back (the connectivity says so, or a call got through after
+    /// failures): replay at once, cutting short the backoff the head got while it was down.
+    fn reconnected(&self) {
+        self.inner.offline_until.store(0, Ordering::SeqCst);
+        self.inner.reconnected.store(true, Ordering::SeqCst);
+        self.kick_replay();
+    }
+
     fn mark_reachable(&self) {
-        self.inner.consecutive_failures.store(0, Ordering::SeqCst);
+        let was_down = self.inner.consecutive_failures.swap(0, Ordering::SeqCst) > 0;
+        if was_down && self.inner.replaying.load(Ordering::SeqCst) {
+            // A replayed call got through: the replay itself goes on with the next one.
+            self.inner.offline_until.store(0, Ordering::SeqCst);
+        } else if was_down {
+            self.reconnected();
+        }
         self.inner.offline_until.store(0, Ordering::SeqCst);
         self.inner.hub.update(|s| {
             s.online = true;
@@ -539,6 +595,7 @@ impl SyncService {
                 kind: A::KIND,
                 params: params_json,
                 timestamp,
+                queued_at: self.inner.clock.now(),
             };
             self.queue_call(&context, call, result.is_ok()).await?;
         }
@@ -619,7 +676,9 @@ impl SyncService {
         batch.enqueue = Some(call);
         let applied: Applied = self.inner.store.apply(batch).await?;
         if applied.queued == Some(id) {
-            self.inner.hub.update(|s| s.pending += 1);
+            if applied.replaced.is_none() {
+                self.inner.hub.update(|s| s.pending += 1);
+            }
             self.inner.hub.emit(SyncEvent::Queued { id, name });
         }
         self.kick_replay();
@@ -652,8 +711,12 @@ impl SyncService {
         let Some(executor) = self.inner.executor.clone() else {
             return;
         };
+        self.inner.kicks.fetch_add(1, Ordering::SeqCst);
         if self.inner.driver_running.swap(true, Ordering::SeqCst) {
             self.inner.replay_again.store(true, Ordering::SeqCst);
+            if let Some(wake) = lock(&self.inner.wake_driver).take() {
+                let _ = wake.send(());
+            }
             return;
         }
         let service = self.clone();
@@ -680,6 +743,7 @@ impl SyncService {
     async fn drive_replay(&self, sleeper: &dyn Executor) {
         let mut store_failures = 0u32;
         loop {
+            let kicks_seen = self.inner.kicks.load(Ordering::SeqCst);
             let wait = match self.replay().await {
                 // A caller's own `replay()` of this service is running: it goes round once
                 // more for this trigger. Look again when it is likely done; going round at once
@@ -703,10 +767,19 @@ impl SyncService {
                         .then(|| self.backoff(store_failures, None))
                 }
             };
-            match wait {
-                Some(wait) => sleeper.sleep(wait.max(Duration::from_millis(10))).await,
-                None => return,
+            let Some(wait) = wait else { return };
+            // Sleep until the head's next attempt, or until a trigger (the connection coming
+            // back, a new call) wakes the driver sooner.
+            let (wake, woken) = futures_channel::oneshot::channel();
+            *lock(&self.inner.wake_driver) = Some(wake);
+            if self.inner.kicks.load(Ordering::SeqCst) != kicks_seen {
+                // A trigger arrived before the waker was in place: go round at once.
+                lock(&self.inner.wake_driver).take();
+                continue;
             }
+            let sleep = sleeper.sleep(wait.max(Duration::from_millis(10)));
+            futures_util::future::select(sleep, woken).await;
+            lock(&self.inner.wake_driver).take();
         }
     }
 
@@ -778,12 +851,13 @@ impl SyncService {
 
     async fn replay_pass(&self, report: &mut ReplayReport) -> Result<Stop, SyncError> {
         let registry = Registry::global()?;
+        let mut cut_backoff = self.inner.reconnected.swap(false, Ordering::SeqCst);
         loop {
             let Some(head) = self.inner.store.queued(None, 1).await?.into_iter().next() else {
                 return Ok(Stop::Empty);
             };
             let now = self.inner.clock.now();
-            if now.saturating_since(head.timestamp) > self.inner.policy.ttl {
+            if now.saturating_since(head.queued_at) > self.inner.policy.ttl {
                 let message = format!(
                     "waited longer than the time-to-live of {:?}",
                     self.inner.policy.ttl
@@ -792,9 +866,12 @@ impl SyncService {
                     .await?;
                 continue;
             }
-            if head.next_attempt_at > now {
+            // Once after the connection came back, the head goes at once: the backoff it got
+            // while the connection was down says nothing about the connection now.
+            if head.next_attempt_at > now && !core::mem::take(&mut cut_backoff) {
                 return Ok(Stop::Waiting(head.next_attempt_at));
             }
+            cut_backoff = false;
             if !self.inner.connectivity.is_online() {
                 return Ok(Stop::Offline);
             }
@@ -1120,7 +1197,7 @@ impl Store for Unavailable {
 
     fn queued(
         &self,
-        _: Option<u64>,
+        _: Option<ActionId>,
         _: usize,
     ) -> BoxFuture<'_, Result<Vec<QueuedAction>, crate::StoreError>> {
         let error = self.error();
@@ -1183,4 +1260,11 @@ fn cache_write(action: &str, params_json: &str, json: String, stamp: Stamp) -> W
 /// JSON with object keys sorted, so equal parameters always give the same cache key.
 fn canonical_json<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
     serde_json::to_value(value).and_then(|v| serde_json::to_string(&v))
+}
+
+/// Locks `mutex`, taking the value of a poisoned one (a panicking body must not stop replay).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use std::fs;
 use std::path::Path;
 use sync_runtime::store::{
-    Batch, Counts, NewQueued, QueuedAction, SqliteOptions, SqliteStore, Stamp, Write,
+    Batch, Counts, DeadReason, NewQueued, QueuedAction, SqliteOptions, SqliteStore, Stamp, Write,
 };
 use sync_runtime::{ActionId, ActionKind, Store, StoreError, Timestamp};
 use tempfile::TempDir;
@@ -275,6 +275,141 @@ fn hand_edited_rows_fail_clearly() {
     );
 }
 
+/// A row that cannot be read stops the queue with an error that says what to do; setting it
+/// aside moves it to the dead letters with what could be salvaged, and the rest drains.
+#[test]
+fn an_unreadable_row_can_be_set_aside() {
+    let (_dir, path) = temp_file("set-aside.sqlite3");
+    let store = open(&path);
+    for n in [1, 3] {
+        let mut batch = Batch::new();
+        batch.enqueue = Some(mutation(n));
+        apply(&store, batch);
+    }
+    let raw = rusqlite::Connection::open(&path).expect("open raw");
+    raw.execute(
+        &format!(
+            "INSERT INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, queued_at) \
+             VALUES ('{}', 'edited', 1, 'subscription', '{{\"x\":1}}', 1002, 0, 1002, 1002)",
+            id(2)
+        ),
+        [],
+    )
+    .expect("insert a bad row");
+    raw.execute(
+        "INSERT INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, queued_at) \
+         VALUES ('not-a-uuid', 'edited', 'one', 'mutation', X'00ff', 'soon', 0, 1, 1)",
+        [],
+    )
+    .expect("insert a worse row");
+
+    let error = block_on(store.queued(None, usize::MAX)).expect_err("the bad row stops the queue");
+    assert!(
+        error.to_string().contains("set_aside_unreadable"),
+        "the error says what to do: {error}"
+    );
+
+    let dead = block_on(store.set_aside_unreadable(Timestamp(9_000)))
+        .expect("set aside")
+        .expect("a row was unreadable");
+    assert_eq!(dead.reason, DeadReason::Unreadable);
+    assert_eq!(dead.action.id, id(2), "a readable id is kept");
+    assert_eq!(dead.action.name, "edited");
+    assert_eq!(dead.action.params, r#"{"x":1}"#);
+    assert!(dead.message.contains("subscription"), "{}", dead.message);
+    assert_eq!(
+        queue_of_ids(&store),
+        Err(()),
+        "the second bad row still stops the queue"
+    );
+
+    let worse = block_on(store.set_aside_unreadable(Timestamp(9_001)))
+        .expect("set aside")
+        .expect("the second bad row");
+    assert_ne!(worse.action.id.to_string(), "not-a-uuid");
+    assert!(worse.message.contains("not-a-uuid"), "{}", worse.message);
+    assert_eq!(
+        queue_of_ids(&store),
+        Ok(vec![id(1), id(3)]),
+        "the rest reads"
+    );
+    assert_eq!(
+        block_on(store.set_aside_unreadable(Timestamp(9_002))).expect("nothing left"),
+        None
+    );
+    let letters = block_on(store.dead_letters()).expect("dead letters read back");
+    assert_eq!(
+        letters.iter().map(|d| d.reason).collect::<Vec<_>>(),
+        [DeadReason::Unreadable, DeadReason::Unreadable]
+    );
+    assert_eq!(block_on(store.counts()).expect("counts").pending, 2);
+    assert_eq!(block_on(store.counts()).expect("counts").dead, 2);
+}
+
+/// A file written by the previous schema (version 1) opens, is upgraded in place, and keeps
+/// everything: the queue (in id order, time-to-live counted from when the user acted), the
+/// dead letters and the local data.
+#[test]
+fn a_version_1_file_is_upgraded_and_keeps_everything() {
+    let (_dir, path) = temp_file("v1.sqlite3");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1.sqlite3"),
+        &path,
+    )
+    .expect("copy the fixture");
+    let store = open(&path);
+    let queue = queue_of(&store);
+    assert_eq!(
+        queue
+            .iter()
+            .map(|q| (q.id, q.name.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (id(1), "add_product"),
+            (id(2), "get_products"),
+            (id(4), "delete_product")
+        ]
+    );
+    for q in &queue {
+        assert_eq!(
+            q.queued_at, q.timestamp,
+            "{} counts its ttl from its timestamp",
+            q.id
+        );
+    }
+    let dead = block_on(store.dead_letters()).expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].action.id, id(3));
+    assert_eq!(dead[0].message, "the server refused it");
+    let record = block_on(store.get("products", "p1"))
+        .expect("read")
+        .expect("the record");
+    assert_eq!(record.value.as_deref(), Some(r#"{"name":"Espresso"}"#));
+    assert_eq!(
+        block_on(store.counts()).expect("counts"),
+        Counts {
+            pending: 3,
+            dead: 1
+        }
+    );
+    // Revived after the upgrade: back at its place, with a fresh time-to-live.
+    let mut batch = Batch::new();
+    batch.revive = Some((id(3), Timestamp(1_800_000_000_000)));
+    apply(&store, batch);
+    let revived = queue_of(&store)
+        .into_iter()
+        .find(|q| q.id == id(3))
+        .expect("revived");
+    assert_eq!(revived.queued_at, Timestamp(1_800_000_000_000));
+    assert_eq!(revived.timestamp, Timestamp(1_700_000_000_003));
+    drop(store);
+    let raw = rusqlite::Connection::open(&path).expect("open raw");
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, 2);
+}
+
 #[test]
 fn read_only_store_refuses_writes_and_keeps_data() {
     let (_dir, path) = temp_file("read-only.db");
@@ -436,6 +571,12 @@ fn queue_of(store: &SqliteStore) -> Vec<QueuedAction> {
     block_on(store.queued(None, usize::MAX)).expect("queue")
 }
 
+fn queue_of_ids(store: &SqliteStore) -> Result<Vec<ActionId>, ()> {
+    block_on(store.queued(None, usize::MAX))
+        .map(|queue| queue.into_iter().map(|q| q.id).collect())
+        .map_err(drop)
+}
+
 fn id(n: u128) -> ActionId {
     ActionId(uuid::Uuid::from_u128(n))
 }
@@ -448,6 +589,7 @@ fn mutation(n: u128) -> NewQueued {
         kind: ActionKind::Mutation,
         params: format!(r#"{{"n":{n}}}"#),
         timestamp: Timestamp(1_000 + n as u64),
+        queued_at: Timestamp(1_000 + n as u64),
     }
 }
 

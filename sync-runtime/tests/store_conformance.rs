@@ -233,9 +233,13 @@ mod sqlite {
             let queue = block_on(store.queued(None, usize::MAX)).expect("queue");
             assert_eq!(queue.len(), 400, "both writers' actions are queued");
             assert!(
-                queue.windows(2).all(|w| w[0].seq < w[1].seq),
-                "seqs are unique and ordered"
+                queue.windows(2).all(|w| w[0].id < w[1].id),
+                "the queue is in id order"
             );
+            let mut seqs: Vec<u64> = queue.iter().map(|q| q.seq).collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            assert_eq!(seqs.len(), 400, "seqs are unique");
             assert_eq!(block_on(store.counts()).expect("counts").pending, 400);
         }
     }
@@ -317,6 +321,7 @@ mod sqlite {
             kind: ActionKind::Mutation,
             params: format!(r#"{{"n":{n}}}"#),
             timestamp: Timestamp(1_000 + n as u64),
+            queued_at: Timestamp(1_000 + n as u64),
         }
     }
 

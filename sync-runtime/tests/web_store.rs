@@ -50,6 +50,7 @@ fn mutation(n: u128) -> NewQueued {
         kind: ActionKind::Mutation,
         params: format!(r#"{{"n":{n}}}"#),
         timestamp: Timestamp(1_000 + n as u64),
+        queued_at: Timestamp(1_000 + n as u64),
     }
 }
 

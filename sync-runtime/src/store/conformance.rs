@@ -100,7 +100,7 @@ macro_rules! cases {
 cases![
     empty_store_reads_empty,
     empty_batch_changes_nothing,
-    fifo_order,
+    queue_in_action_id_order,
     seq_never_reused,
     queued_pages,
     same_id_enqueued_once,
@@ -110,7 +110,7 @@ cases![
     bury_moves_to_dead_letters,
     unknown_ids_not_found,
     failed_batch_applies_nothing,
-    revive_requeues_at_tail,
+    revive_requeues_with_fresh_ttl,
     revive_keeps_one_queued_query,
     discard_removes_dead_letter,
     last_write_wins,
@@ -169,11 +169,14 @@ pub async fn empty_batch_changes_nothing(store: &dyn Store) {
     );
 }
 
-/// The queue returns actions in the order they were queued, with strictly increasing
-/// sequence numbers, and every field as it was given.
-pub async fn fifo_order(store: &dyn Store) {
+/// The queue returns actions in the order of their ids (the order in which the user acted),
+/// whatever order they were queued in, with every field as it was given; `seq` increases in
+/// the order they were queued.
+pub async fn queue_in_action_id_order(store: &dyn Store) {
     let mut expected = Vec::new();
-    for n in 1..=100 {
+    // Queued out of id order, as when an online call that started first fails last.
+    let order: Vec<u128> = (1..=100).map(|k| (k * 37) % 101).collect();
+    for &n in &order {
         // Every seventh is a query, so order holds across kinds.
         let new = if n % 7 == 0 {
             query(n, &format!(r#"{{"page":{n}}}"#))
@@ -190,29 +193,36 @@ pub async fn fifo_order(store: &dyn Store) {
         expected.push(new);
     }
     let queued = queue(store).await;
+    let mut by_id = expected.clone();
+    by_id.sort_by_key(|new| new.id);
     assert_eq!(
         queued.iter().map(|q| q.id).collect::<Vec<_>>(),
-        expected.iter().map(|n| n.id).collect::<Vec<_>>(),
-        "the queue is not in enqueue order"
+        by_id.iter().map(|n| n.id).collect::<Vec<_>>(),
+        "the queue is not in action id order"
     );
-    for pair in queued.windows(2) {
+    let seq_in_enqueue_order: Vec<u64> = order
+        .iter()
+        .map(|&n| queued.iter().find(|q| q.id == id(n)).map_or(0, |q| q.seq))
+        .collect();
+    for pair in seq_in_enqueue_order.windows(2) {
         assert!(
-            pair[0].seq < pair[1].seq,
-            "seq not strictly increasing: {} then {}",
-            pair[0].seq,
-            pair[1].seq
+            pair[0] < pair[1],
+            "seq not strictly increasing in enqueue order: {} then {}",
+            pair[0],
+            pair[1]
         );
     }
-    for (q, new) in queued.iter().zip(&expected) {
+    for (q, new) in queued.iter().zip(&by_id) {
         assert_eq!(q.name, new.name, "name of {}", q.id);
         assert_eq!(q.version, new.version, "version of {}", q.id);
         assert_eq!(q.kind, new.kind, "kind of {}", q.id);
         assert_eq!(q.params, new.params, "params of {}", q.id);
         assert_eq!(q.timestamp, new.timestamp, "timestamp of {}", q.id);
+        assert_eq!(q.queued_at, new.queued_at, "queued_at of {}", q.id);
         assert_eq!(q.retries, 0, "a new action has no retries ({})", q.id);
         assert_eq!(
-            q.next_attempt_at, new.timestamp,
-            "a new action is due at its own timestamp ({})",
+            q.next_attempt_at, new.queued_at,
+            "a new action is due when it is queued ({})",
             q.id
         );
         assert_eq!(
@@ -281,7 +291,7 @@ pub async fn seq_never_reused(store: &dyn Store) {
     );
 }
 
-/// `queued(after, limit)` pages through the queue by sequence number.
+/// `queued(after, limit)` pages through the queue by action id.
 pub async fn queued_pages(store: &dyn Store) {
     for n in 1..=10 {
         enqueue(store, mutation(n, "{}")).await;
@@ -300,7 +310,7 @@ pub async fn queued_pages(store: &dyn Store) {
             page.len()
         );
         let Some(last) = page.last() else { break };
-        after = Some(last.seq);
+        after = Some(last.id);
         paged.extend(page);
     }
     assert_eq!(
@@ -315,25 +325,25 @@ pub async fn queued_pages(store: &dyn Store) {
         "limit 1 returns the head"
     );
     assert_eq!(
-        queued(store, Some(0), 100).await,
+        queued(store, Some(id(0)), 100).await,
         all,
-        "after 0 returns everything"
+        "after the nil id returns everything"
     );
-    let last = all[all.len() - 1].seq;
+    let last = all[all.len() - 1].id;
     assert_eq!(
         queued(store, Some(last), 10).await,
         [],
         "nothing comes after the tail"
     );
     assert_eq!(
-        queued(store, Some(u64::MAX), 10).await,
+        queued(store, Some(id(u128::MAX)), 10).await,
         [],
-        "nothing comes after u64::MAX"
+        "nothing comes after the max id"
     );
     let fourth = &all[3];
     assert_eq!(fourth.id, id(4), "the fourth queued action is 4");
     assert_eq!(
-        queued(store, Some(fourth.seq), 1)
+        queued(store, Some(fourth.id), 1)
             .await
             .first()
             .map(|q| q.id),
@@ -371,7 +381,9 @@ pub async fn same_id_enqueued_once(store: &dyn Store) {
     );
 }
 
-/// A query is queued once per (name, params); mutations are queued every time.
+/// A query is queued once per (name, params): a new identical query replaces the queued one
+/// at its own place, so the refresh runs after the calls queued in between. Mutations are
+/// queued every time.
 pub async fn queries_deduplicated(store: &dyn Store) {
     let params = r#"{"tenant":"t1"}"#;
     let q1 = query(1, params);
@@ -380,15 +392,25 @@ pub async fn queries_deduplicated(store: &dyn Store) {
         Some(id(1)),
         "the first query is queued"
     );
+    enqueue(store, mutation(2, r#"{"between":true}"#)).await;
+    let replacing = enqueue(store, query(3, params)).await;
     assert_eq!(
-        enqueue(store, query(2, params)).await.queued,
-        Some(id(1)),
-        "an identical query reports the one already queued"
+        (replacing.queued, replacing.replaced),
+        (Some(id(3)), Some(id(1))),
+        "an identical query replaces the one already queued"
     );
     assert_eq!(
         ids(store).await,
-        [id(1)],
-        "an identical query was queued twice"
+        [id(2), id(3)],
+        "the refresh moved behind the call queued in between"
+    );
+    assert_eq!(counts(store).await.pending, 2, "pending after a replace");
+    complete(store, 2).await;
+    complete(store, 3).await;
+    assert_eq!(
+        enqueue(store, q1.clone()).await.queued,
+        Some(id(1)),
+        "the first query again"
     );
 
     assert_eq!(
@@ -686,9 +708,10 @@ pub async fn failed_batch_applies_nothing(store: &dyn Store) {
     );
 }
 
-/// A revive puts the dead letter at the tail of the queue with a new seq and a fresh retry
-/// state, and removes the dead letter.
-pub async fn revive_requeues_at_tail(store: &dyn Store) {
+/// A revive puts the dead letter back in the queue at its id's place (the order in which the
+/// user acted) with a new seq, a fresh retry state and a fresh time-to-live (`queued_at`),
+/// keeping its timestamp (which last-write-wins compares), and removes the dead letter.
+pub async fn revive_requeues_with_fresh_ttl(store: &dyn Store) {
     enqueue(store, mutation(1, r#"{"n":1}"#)).await;
     apply(
         store,
@@ -705,27 +728,32 @@ pub async fn revive_requeues_at_tail(store: &dyn Store) {
     let queued = queue(store).await;
     assert_eq!(
         queued.iter().map(|q| q.id).collect::<Vec<_>>(),
-        [id(2), id(1)],
-        "a revived action goes to the tail"
+        [id(1), id(2)],
+        "a revived action goes back to its id's place"
     );
     assert!(
-        queued[1].seq > queued[0].seq,
+        queued[0].seq > queued[1].seq,
         "a revived action gets a new, higher seq"
     );
     assert!(
-        queued[1].seq > buried.seq,
+        queued[0].seq > buried.seq,
         "a revived action keeps its old seq"
     );
     let expected = QueuedAction {
-        seq: queued[1].seq,
+        seq: queued[0].seq,
         retries: 0,
         next_attempt_at: Timestamp(50_000),
+        queued_at: Timestamp(50_000),
         last_error: None,
-        ..buried
+        ..buried.clone()
     };
     assert_eq!(
-        queued[1], expected,
-        "the revived action (same call, fresh retry state)"
+        queued[0], expected,
+        "the revived action (same call and timestamp, fresh retry state and time-to-live)"
+    );
+    assert_eq!(
+        queued[0].timestamp, buried.timestamp,
+        "the timestamp is kept"
     );
     assert_eq!(
         dead(store).await,
@@ -786,7 +814,7 @@ pub async fn revive_keeps_one_queued_query(store: &dyn Store) {
     apply(store, reviving(3, 9_000), "revive a mutation").await;
     assert_eq!(
         ids(store).await,
-        [id(2), id(4), id(3)],
+        [id(2), id(3), id(4)],
         "identical mutations are both queued"
     );
 }
@@ -1204,7 +1232,8 @@ pub async fn counts_follow_queue_and_dead(store: &dyn Store) {
     check((3, 1), "a revive").await;
     apply(store, discarding(2), "discard 2").await;
     check((3, 0), "a discard").await;
-    for n in [1, 3, 4] {
+    // The duplicate query 5 replaced 4.
+    for n in [1, 3, 5] {
         complete(store, n).await;
     }
     check((0, 0), "completing everything").await;
@@ -1221,6 +1250,7 @@ pub async fn writes_and_queue_change_together(store: &dyn Store) {
         applied,
         Applied {
             queued: Some(id(1)),
+            replaced: None,
             writes_applied: 1
         },
         "a write and an enqueue in one batch"
@@ -1330,9 +1360,10 @@ pub async fn unicode_and_large_values(store: &dyn Store) {
     enqueue(store, big.clone()).await;
     let mut same_big = big.clone();
     same_big.id = id(3);
+    let replacing = enqueue(store, same_big).await;
     assert_eq!(
-        enqueue(store, same_big).await.queued,
-        Some(id(2)),
+        (replacing.queued, replacing.replaced),
+        (Some(id(3)), Some(id(2))),
         "dedupe of a query with 1 MiB params"
     );
     apply(
@@ -1442,6 +1473,7 @@ fn mutation(n: u128, params: &str) -> NewQueued {
         kind: ActionKind::Mutation,
         params: params.to_owned(),
         timestamp: Timestamp(1_000 + n as u64),
+        queued_at: Timestamp(5_000 + n as u64),
     }
 }
 
@@ -1559,7 +1591,7 @@ fn expect_not_found(result: Result<Applied, StoreError>, missing: u128, what: &s
     }
 }
 
-async fn queued(store: &dyn Store, after: Option<u64>, limit: usize) -> Vec<QueuedAction> {
+async fn queued(store: &dyn Store, after: Option<ActionId>, limit: usize) -> Vec<QueuedAction> {
     store
         .queued(after, limit)
         .await

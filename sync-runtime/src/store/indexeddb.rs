@@ -478,7 +478,9 @@ impl Tx {
             }
         }
         if let Some(new) = batch.enqueue {
-            applied.queued = Some(self.enqueue(new).await?);
+            let (queued, replaced) = self.enqueue(new).await?;
+            applied.queued = Some(queued);
+            applied.replaced = replaced;
         }
         Ok(applied)
     }
@@ -575,22 +577,30 @@ impl Tx {
             action.seq = self.take_seq(LAST_SEQ).await?;
             action.retries = 0;
             action.next_attempt_at = now;
+            action.queued_at = now;
             action.last_error = None;
             self.put_queued(&action).await?;
         }
         Ok(())
     }
 
-    async fn enqueue(&self, new: NewQueued) -> Result<ActionId, Fail> {
+    /// Queues `new`; returns the id now queued for it, and the queued query it replaced.
+    async fn enqueue(&self, new: NewQueued) -> Result<(ActionId, Option<ActionId>), Fail> {
         // Every request costs a turn of the browser's event loop, so the requests that do not
         // depend on each other are made together (IndexedDB still runs them in the order they
         // were made): the lookups with the counter's read, then the counter's write with the
         // record's. One after the other, they made queueing a call take twice as long as one
         // raw `add` (BENCHMARKS.md, row 6).
         let (existing, last) = join(self.already_queued(&new), self.read_seq(LAST_SEQ)).await;
-        if let Some(existing) = existing? {
-            return Ok(existing);
-        }
+        let replaced = match existing? {
+            Some(Existing::SameCall) => return Ok((new.id, None)),
+            // A refresh of a query already queued replaces it, at the new call's place.
+            Some(Existing::SameQuery { seq, id }) => {
+                self.delete_queued(seq).await?;
+                Some(id)
+            }
+            None => None,
+        };
         let seq = next_seq(last?, LAST_SEQ)?;
         let action = QueuedAction {
             seq,
@@ -600,25 +610,32 @@ impl Tx {
             kind: new.kind,
             params: new.params,
             timestamp: new.timestamp,
+            queued_at: new.queued_at,
             retries: 0,
-            next_attempt_at: new.timestamp,
+            next_attempt_at: new.queued_at,
             last_error: None,
         };
         let (counter, record) = join(self.write_seq(LAST_SEQ, seq), self.put_queued(&action)).await;
         counter?;
         record?;
-        Ok(action.id)
+        Ok((action.id, replaced))
     }
 
-    /// The id already queued for `new`: a query with the same name and params, or the same
-    /// call (enqueueing the same id twice keeps the first).
-    async fn already_queued(&self, new: &NewQueued) -> Result<Option<ActionId>, Fail> {
+    /// What is already queued for `new`: the same call (enqueueing the same id twice keeps
+    /// the first), or a query with the same name and params.
+    async fn already_queued(&self, new: &NewQueued) -> Result<Option<Existing>, Fail> {
+        if self.queued_by_id(new.id).await?.is_some() {
+            return Ok(Some(Existing::SameCall));
+        }
         if new.kind == ActionKind::Query {
             if let Some(existing) = self.queued_query(&new.name, &new.params).await? {
-                return Ok(Some(existing.id));
+                return Ok(Some(Existing::SameQuery {
+                    seq: existing.seq,
+                    id: existing.id,
+                }));
             }
         }
-        Ok(self.queued_by_id(new.id).await?.map(|existing| existing.id))
+        Ok(None)
     }
 
     /// Hands out the next number of the counter `name`; numbers are never reused, even after
@@ -706,6 +723,14 @@ impl Tx {
     }
 }
 
+/// What an enqueue finds already queued.
+enum Existing {
+    /// The same call.
+    SameCall,
+    /// A query with the same name and params, under its key and id.
+    SameQuery { seq: u64, id: ActionId },
+}
+
 /// The number after `last` for the counter `name`, while JavaScript numbers hold it exactly.
 fn next_seq(last: u64, name: &str) -> Result<u64, Fail> {
     let next = last + 1;
@@ -765,24 +790,30 @@ impl Store for IndexedDbStore {
 
     fn queued(
         &self,
-        after: Option<u64>,
+        after: Option<ActionId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
         boxed(async move {
             // IndexedDB reads a count of 0 as "no limit".
-            if limit == 0 || after.is_some_and(|seq| seq >= MAX_SAFE_INTEGER) {
+            if limit == 0 {
                 return Ok(Vec::new());
             }
             self.read(&[QUEUE], async move |tx: Tx| {
+                // In id order (the order the user acted), through the index on ids: ids are
+                // stored as lowercase hyphenated uuids, whose text order is their order.
                 let range = match after {
-                    Some(seq) => Some(
-                        KeyRange::lower_bound(&u64_key(seq)?, Some(true))
+                    Some(id) => Some(
+                        KeyRange::lower_bound(&id_key(id), Some(true))
                             .map_err(|e| Fail::Idb("build a key range", e.into()))?,
                     ),
                     None => None,
                 };
                 let count = u32::try_from(limit).ok();
-                let values = req("read the queue", tx.queue()?.get_all(range, count)).await?;
+                let index = tx
+                    .queue()?
+                    .index(BY_ID)
+                    .map_err(|e| Fail::Idb("open an index", e))?;
+                let values = req("read the queue", index.get_all(range, count)).await?;
                 values.iter().map(decode_queued).collect()
             })
             .await
@@ -1044,6 +1075,7 @@ fn encode_queued(action: &QueuedAction) -> Result<JsValue, Fail> {
         "next_attempt_at",
         &encode_u64(action.next_attempt_at.0),
     )?;
+    set(&object, "queued_at", &encode_u64(action.queued_at.0))?;
     let last_error = action
         .last_error
         .as_deref()
@@ -1058,6 +1090,13 @@ fn decode_queued(value: &JsValue) -> Result<QueuedAction, Fail> {
         "mutation" => ActionKind::Mutation,
         other => return Err(Fail::Decode(format!("unknown action kind {other:?}"))),
     };
+    let timestamp = Timestamp(u64_field(value, "timestamp")?);
+    // Written before `queued_at` existed: the time-to-live counts from the timestamp.
+    let queued_at = if field(value, "queued_at")?.is_undefined() {
+        timestamp
+    } else {
+        Timestamp(u64_field(value, "queued_at")?)
+    };
     Ok(QueuedAction {
         seq: u64_field(value, "seq")?,
         id: decode_id(value, "id")?,
@@ -1065,7 +1104,8 @@ fn decode_queued(value: &JsValue) -> Result<QueuedAction, Fail> {
         version: u32_field(value, "version")?,
         kind,
         params: string_field(value, "params")?,
-        timestamp: Timestamp(u64_field(value, "timestamp")?),
+        timestamp,
+        queued_at,
         retries: u32_field(value, "retries")?,
         next_attempt_at: Timestamp(u64_field(value, "next_attempt_at")?),
         last_error: optional_string_field(value, "last_error")?,

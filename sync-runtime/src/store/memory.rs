@@ -15,10 +15,10 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     next_seq: u64,
-    queue: BTreeMap<u64, QueuedAction>,
-    seq_of: HashMap<ActionId, u64>,
+    /// Ordered by id: the order in which the user acted.
+    queue: BTreeMap<ActionId, QueuedAction>,
     /// (name, params) of each queued query, so dedupe does not scan the queue.
-    queued_queries: HashMap<(String, String), u64>,
+    queued_query_ids: HashMap<(String, String), ActionId>,
     dead: Vec<DeadLetter>,
     data: HashMap<String, BTreeMap<String, Record>>,
 }
@@ -40,7 +40,7 @@ impl MemoryStore {
 
 impl State {
     fn validate(&self, batch: &Batch) -> Result<(), StoreError> {
-        let queued = |id: &ActionId| self.seq_of.contains_key(id);
+        let queued = |id: &ActionId| self.queue.contains_key(id);
         let dead = |id: &ActionId| self.dead.iter().any(|d| d.action.id == *id);
         if let Some(r) = &batch.reschedule {
             if !queued(&r.id) {
@@ -82,7 +82,7 @@ impl State {
             self.remove_queued(id);
         }
         if let Some(r) = batch.reschedule {
-            if let Some(action) = self.seq_of.get(&r.id).and_then(|s| self.queue.get_mut(s)) {
+            if let Some(action) = self.queue.get_mut(&r.id) {
                 action.retries = r.retries;
                 action.next_attempt_at = r.next_attempt_at;
                 action.last_error = Some(r.last_error);
@@ -103,13 +103,14 @@ impl State {
                 let mut action = self.dead.remove(pos).action;
                 // The queue keeps at most one copy of a call and of a query: if the same one
                 // was queued again meanwhile, reviving just drops the dead letter.
-                let duplicate = self.seq_of.contains_key(&action.id)
+                let duplicate = self.queue.contains_key(&action.id)
                     || self
                         .queued_query(action.kind, &action.name, &action.params)
                         .is_some();
                 if !duplicate {
                     action.retries = 0;
                     action.next_attempt_at = now;
+                    action.queued_at = now;
                     action.last_error = None;
                     self.insert_queued(action);
                 }
@@ -119,12 +120,18 @@ impl State {
             self.dead.retain(|d| d.action.id != id);
         }
         if let Some(new) = batch.enqueue {
-            if let Some(existing) = self.queued_query(new.kind, &new.name, &new.params) {
-                applied.queued = Some(existing.id);
-            } else if self.seq_of.contains_key(&new.id) {
+            if self.queue.contains_key(&new.id) {
                 // Enqueueing the same id twice keeps the first.
                 applied.queued = Some(new.id);
             } else {
+                // A refresh of a query already queued replaces it, at the new call's place.
+                let replaced = self
+                    .queued_query(new.kind, &new.name, &new.params)
+                    .map(|existing| existing.id);
+                if let Some(replaced) = replaced {
+                    self.remove_queued(replaced);
+                    applied.replaced = Some(replaced);
+                }
                 self.insert_queued(QueuedAction {
                     seq: 0,
                     id: new.id,
@@ -133,8 +140,9 @@ impl State {
                     kind: new.kind,
                     params: new.params,
                     timestamp: new.timestamp,
+                    queued_at: new.queued_at,
                     retries: 0,
-                    next_attempt_at: new.timestamp,
+                    next_attempt_at: new.queued_at,
                     last_error: None,
                 });
                 applied.queued = Some(new.id);
@@ -147,28 +155,27 @@ impl State {
         if kind != ActionKind::Query {
             return None;
         }
-        let seq = self
-            .queued_queries
+        let id = self
+            .queued_query_ids
             .get(&(name.to_owned(), params.to_owned()))?;
-        self.queue.get(seq)
+        self.queue.get(id)
     }
 
-    /// Appends at the tail with the next sequence number.
+    /// Inserts at the action's id, with the next sequence number.
     fn insert_queued(&mut self, mut action: QueuedAction) {
         self.next_seq += 1;
         action.seq = self.next_seq;
-        self.seq_of.insert(action.id, action.seq);
         if action.kind == ActionKind::Query {
-            self.queued_queries
-                .insert((action.name.clone(), action.params.clone()), action.seq);
+            self.queued_query_ids
+                .insert((action.name.clone(), action.params.clone()), action.id);
         }
-        self.queue.insert(action.seq, action);
+        self.queue.insert(action.id, action);
     }
 
     fn remove_queued(&mut self, id: ActionId) -> Option<QueuedAction> {
-        let action = self.queue.remove(&self.seq_of.remove(&id)?)?;
+        let action = self.queue.remove(&id)?;
         if action.kind == ActionKind::Query {
-            self.queued_queries
+            self.queued_query_ids
                 .remove(&(action.name.clone(), action.params.clone()));
         }
         Some(action)
@@ -218,14 +225,15 @@ impl Store for MemoryStore {
 
     fn queued(
         &self,
-        after: Option<u64>,
+        after: Option<ActionId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
-        let start = after.map_or(0, |seq| seq.saturating_add(1));
+        use core::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, Excluded);
         let page = self
             .lock()
             .queue
-            .range(start..)
+            .range((start, Unbounded))
             .take(limit)
             .map(|(_, q)| q.clone())
             .collect();

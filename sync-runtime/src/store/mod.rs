@@ -72,14 +72,20 @@ pub struct NewQueued {
     pub params: String,
     /// When the user acted.
     pub timestamp: Timestamp,
+    /// When the call enters the queue: its time-to-live counts from here.
+    pub queued_at: Timestamp,
 }
 
 /// An action call waiting in the queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedAction {
-    /// Position in the queue: strictly increasing in the order calls were queued.
+    /// A number strictly increasing in the order calls entered the queue, never reused. The
+    /// queue itself is ordered by [`id`](Self::id), which is the order in which the user
+    /// acted.
     pub seq: u64,
-    /// The action's id, used as the idempotency key on the server.
+    /// The action's id, used as the idempotency key on the server. Ids are time-ordered and
+    /// minted before the first attempt, so they order the queue by when the user acted,
+    /// whatever order the calls' failures arrived in.
     pub id: ActionId,
     /// The registered action name.
     pub name: String,
@@ -91,6 +97,10 @@ pub struct QueuedAction {
     pub params: String,
     /// When the user acted.
     pub timestamp: Timestamp,
+    /// When the call entered the queue, or was last revived from the dead letters: its
+    /// time-to-live counts from here.
+    #[serde(default)]
+    pub queued_at: Timestamp,
     /// How many attempts failed with a transient error.
     pub retries: u32,
     /// Not to be tried before this time.
@@ -114,6 +124,9 @@ pub enum DeadReason {
     TooManyRetries,
     /// It waited longer than the time-to-live.
     Expired,
+    /// Its stored row could not be read (edited or damaged outside this crate) and was set
+    /// aside so the rest of the queue could drain.
+    Unreadable,
 }
 
 impl DeadReason {
@@ -125,6 +138,7 @@ impl DeadReason {
             DeadReason::BadParams => "bad_params",
             DeadReason::TooManyRetries => "too_many_retries",
             DeadReason::Expired => "expired",
+            DeadReason::Unreadable => "unreadable",
         }
     }
 
@@ -136,6 +150,7 @@ impl DeadReason {
             "bad_params" => DeadReason::BadParams,
             "too_many_retries" => DeadReason::TooManyRetries,
             "expired" => DeadReason::Expired,
+            "unreadable" => DeadReason::Unreadable,
             _ => return None,
         })
     }
@@ -200,7 +215,9 @@ pub struct Batch {
     pub reschedule: Option<Reschedule>,
     /// Move a queued action to the dead-letter store.
     pub bury: Option<Bury>,
-    /// Move a dead letter back to the end of the queue, with its retries reset.
+    /// Move a dead letter back into the queue (at its id's place), with its retries reset and
+    /// a fresh time-to-live from the given time; its timestamp, which last-write-wins
+    /// compares, does not change.
     pub revive: Option<(ActionId, Timestamp)>,
     /// Delete a dead letter.
     pub discard: Option<ActionId>,
@@ -227,9 +244,12 @@ impl Batch {
 /// What [`Store::apply`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// For an enqueue: the id now queued for it. For a query already queued with the same
-    /// parameters this is the existing call's id.
+    /// For an enqueue: the id now queued for it.
     pub queued: Option<ActionId>,
+    /// For an enqueue of a query already queued with the same parameters: the earlier call,
+    /// which the new one replaced (the refresh moves to the new call's place in the queue, so
+    /// it runs after the calls queued in between).
+    pub replaced: Option<ActionId>,
     /// How many writes replaced what was stored (the rest were older and ignored).
     pub writes_applied: usize,
 }
@@ -246,8 +266,8 @@ pub struct Counts {
 /// A storage backend.
 ///
 /// Implementations must make [`apply`](Store::apply) atomic, keep the queue ordered by
-/// [`QueuedAction::seq`], never reuse a sequence number, and keep at most one queued query per
-/// (name, params). The shared conformance tests check all of this.
+/// [`QueuedAction::id`], never reuse a sequence number, and keep at most one queued query per
+/// (name, params), the latest. The shared conformance tests check all of this.
 pub trait Store: MaybeSend + MaybeSync + 'static {
     /// Applies a batch of changes atomically.
     fn apply(&self, batch: Batch) -> BoxFuture<'_, Result<Applied, StoreError>>;
@@ -265,10 +285,11 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
         collection: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(String, Record)>, StoreError>>;
 
-    /// Reads up to `limit` queued actions with `seq > after`, in queue order.
+    /// Reads up to `limit` queued actions with an id greater than `after`, in queue order
+    /// (by id).
     fn queued(
         &self,
-        after: Option<u64>,
+        after: Option<ActionId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>>;
 
@@ -277,4 +298,19 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
 
     /// Counts queued actions and dead letters.
     fn counts(&self) -> BoxFuture<'_, Result<Counts, StoreError>>;
+
+    /// Moves the first queued row that cannot be read (edited or damaged outside this crate,
+    /// so that [`queued`](Store::queued) fails on it) to the dead letters with
+    /// [`DeadReason::Unreadable`], keeping what can be read of it, so the rest of the queue
+    /// drains. Returns the dead letter, or `None` if every queued row reads.
+    ///
+    /// The default finds nothing: a backend whose rows cannot be damaged (the memory store)
+    /// needs no more.
+    fn set_aside_unreadable(
+        &self,
+        failed_at: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<DeadLetter>, StoreError>> {
+        let _ = failed_at;
+        crate::boxed(async { Ok(None) })
+    }
 }

@@ -19,13 +19,13 @@ use std::time::Duration;
 const APPLICATION_ID: i32 = 0x5359_4E43;
 
 /// The schema this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 /// Stored in the `meta` table, a second check that a file with our application id is ours.
 const FORMAT: &str = "sync-runtime store";
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new file starts at 0.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2];
 
 // Timestamps are stored bit for bit as INTEGER (see `to_sql_u64`), and SQL never orders or
 // compares them, so a saturated `Timestamp(u64::MAX)` round-trips. `seq` uses AUTOINCREMENT
@@ -96,12 +96,43 @@ CREATE TRIGGER dead_delete_counts AFTER DELETE ON dead
     BEGIN UPDATE counts SET dead = dead - 1; END;
 ";
 
+// Version 2, one upgrade from version 1 for three changes planned together:
+// - reliability: `queued_at`, the time a call entered the queue or was last revived (its
+//   time-to-live counts from there, not from when the user acted); the queue is read in id
+//   order (the order the user acted), through the index `id UNIQUE` already gives it;
+// - ordering scopes: `scope`, the ordering scope of a call ('' is the one global scope), with
+//   an index to find each scope's head;
+// - local data that stays true: `pending_writes`, what each queued call's local handler wrote
+//   and what the record held before it, to keep pending values over server refreshes and to
+//   roll them back when the call is rejected.
+// Rows of version 1 get `queued_at = timestamp` and the global scope.
+const SCHEMA_V2: &str = "
+ALTER TABLE queue ADD COLUMN queued_at INTEGER NOT NULL DEFAULT 0;
+UPDATE queue SET queued_at = timestamp;
+ALTER TABLE queue ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+CREATE INDEX queue_by_scope ON queue (scope, id);
+ALTER TABLE dead ADD COLUMN queued_at INTEGER NOT NULL DEFAULT 0;
+UPDATE dead SET queued_at = timestamp;
+ALTER TABLE dead ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+
+CREATE TABLE pending_writes (
+    action TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    prior_value TEXT,
+    prior_timestamp INTEGER,
+    prior_action TEXT,
+    PRIMARY KEY (action, collection, key)
+) WITHOUT ROWID;
+CREATE INDEX pending_writes_by_record ON pending_writes (collection, key);
+";
+
 /// The columns of a queued action, in the order `decode_queued` reads them; the dead-letter
 /// table has the same ones first. A macro so that `concat!` builds each statement at compile
 /// time.
 macro_rules! queued_columns {
     () => {
-        "seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error"
+        "seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at"
     };
 }
 
@@ -365,27 +396,29 @@ impl Store for SqliteStore {
 
     fn queued(
         &self,
-        after: Option<u64>,
+        after: Option<ActionId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
         boxed(async move {
-            let after = match after.map(i64::try_from) {
-                None => 0,
-                Some(Ok(after)) => after,
-                // No sequence number SQLite can hold is past this one.
-                Some(Err(_)) => return Ok(Vec::new()),
-            };
+            // Ids are stored as lowercase hyphenated uuids, whose text order is their order;
+            // the empty string is before every id.
+            let after = after.map(|id| id.to_string()).unwrap_or_default();
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             self.run("read the queue", |connection| {
                 let mut statement = connection.prepare_cached(concat!(
                     "SELECT ",
                     queued_columns!(),
-                    " FROM queue WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                    " FROM queue WHERE id > ?1 ORDER BY id LIMIT ?2"
                 ))?;
                 let mut rows = statement.query(params![after, limit])?;
                 let mut page = Vec::new();
                 while let Some(row) = rows.next()? {
-                    page.push(decode_queued(row, "queue")?);
+                    page.push(decode_queued(row, "queue").map_err(|e| match e {
+                        Failure::BadData(reason) => Failure::BadData(format!(
+                            "{reason}; `SyncService::set_aside_unreadable` moves the row to the dead letters so the rest of the queue can drain"
+                        )),
+                        other => other,
+                    })?);
                 }
                 Ok(page)
             })
@@ -410,6 +443,13 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_aside_unreadable(
+        &self,
+        failed_at: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<DeadLetter>, StoreError>> {
+        boxed(async move { self.set_aside(failed_at) })
+    }
+
     fn counts(&self) -> BoxFuture<'_, Result<Counts, StoreError>> {
         boxed(async move {
             self.run("count the queue", |connection| {
@@ -432,6 +472,116 @@ impl Store for SqliteStore {
             })
         })
     }
+}
+
+impl SqliteStore {
+    /// See [`Store::set_aside_unreadable`].
+    fn set_aside(&self, failed_at: Timestamp) -> Result<Option<DeadLetter>, StoreError> {
+        self.run("set aside an unreadable queued row", |connection| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some((seq, error)) = first_unreadable(&tx)? else {
+                return Ok(None);
+            };
+            // What a dead letter needs, salvaged as text: any column can hold anything in a
+            // hand-edited file. An id that is not a uuid gets a new one (the original is in
+            // the message), so the dead letter can be listed, retried or discarded.
+            let text = |column: &str| -> Result<String, Failure> {
+                use rusqlite::types::ValueRef;
+                Ok(tx.query_row(
+                    &format!("SELECT {column} FROM queue WHERE seq = ?1"),
+                    [seq],
+                    |row| {
+                        Ok(match row.get_ref(0)? {
+                            ValueRef::Null => String::new(),
+                            ValueRef::Integer(n) => n.to_string(),
+                            ValueRef::Real(x) => x.to_string(),
+                            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                                String::from_utf8_lossy(bytes).into_owned()
+                            }
+                        })
+                    },
+                )?)
+            };
+            let raw_id = text("id")?;
+            let id = raw_id
+                .parse::<ActionId>()
+                .unwrap_or_else(|_| ActionId(uuid::Uuid::new_v4()));
+            let name = text("name")?;
+            let params = text("params")?;
+            let message = format!(
+                "the queued row could not be read and was set aside: {error} (id as stored: {raw_id:?})"
+            );
+            let number = |column: &str| -> Result<u64, Failure> {
+                let value: Option<i64> = tx.query_row(
+                    &format!("SELECT CASE typeof({column}) WHEN 'integer' THEN {column} END FROM queue WHERE seq = ?1"),
+                    [seq],
+                    |row| row.get(0),
+                )?;
+                Ok(value.map_or(0, from_sql_u64))
+            };
+            let timestamp = Timestamp(number("timestamp")?);
+            let queued_at = Timestamp(number("queued_at")?);
+            let kind = match text("kind")?.as_str() {
+                "query" => ActionKind::Query,
+                _ => ActionKind::Mutation,
+            };
+            tx.prepare_cached(
+                "INSERT INTO dead (seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, reason, message, failed_at) \
+                 VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, 0, ?6, NULL, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                seq,
+                id.to_string(),
+                name,
+                kind_name(kind),
+                params,
+                to_sql_u64(timestamp.0),
+                to_sql_u64(queued_at.0),
+                DeadReason::Unreadable.as_str(),
+                message,
+                to_sql_u64(failed_at.0)
+            ])?;
+            tx.prepare_cached("DELETE FROM queue WHERE seq = ?1")?
+                .execute([seq])?;
+            tx.commit()?;
+            Ok(Some(DeadLetter {
+                action: QueuedAction {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    id,
+                    name,
+                    version: 0,
+                    kind,
+                    params,
+                    timestamp,
+                    queued_at,
+                    retries: 0,
+                    next_attempt_at: timestamp,
+                    last_error: None,
+                },
+                reason: DeadReason::Unreadable,
+                message,
+                failed_at,
+            }))
+        })
+    }
+}
+
+/// The first queued row (in queue order) that does not decode, with the reason.
+fn first_unreadable(tx: &Transaction<'_>) -> Result<Option<(i64, String)>, Failure> {
+    let mut statement = tx.prepare_cached(concat!(
+        "SELECT ",
+        queued_columns!(),
+        " FROM queue ORDER BY id"
+    ))?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        match decode_queued(row, "queue") {
+            Ok(_) => {}
+            Err(Failure::BadData(reason)) => return Ok(Some((row.get(0)?, reason))),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(None)
 }
 
 /// Reads the file's schema version: 0 for a new, empty database; an error for anything that is
@@ -568,9 +718,9 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
         tx.prepare_cached(concat!(
             "INSERT INTO dead (",
             queued_columns!(),
-            ", reason, message, failed_at) SELECT ",
+            ", scope, reason, message, failed_at) SELECT ",
             queued_columns!(),
-            ", ?2, ?3, ?4 FROM queue WHERE id = ?1"
+            ", scope, ?2, ?3, ?4 FROM queue WHERE id = ?1"
         ))?
         .execute(params![
             id.to_string(),
@@ -590,8 +740,8 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
             // OR IGNORE: if the same call or the same query is queued already, the unique
             // indexes turn the revive into dropping the dead letter, and the queue keeps one.
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error) \
-                 SELECT id, name, version, kind, params, timestamp, 0, ?2, NULL FROM dead WHERE position = ?1",
+                "INSERT OR IGNORE INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, scope) \
+                 SELECT id, name, version, kind, params, timestamp, 0, ?2, NULL, ?2, scope FROM dead WHERE position = ?1",
             )?
             .execute(params![position, to_sql_u64(now.0)])?;
             tx.prepare_cached("DELETE FROM dead WHERE position = ?1")?
@@ -613,20 +763,30 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
         } else {
             None
         };
-        if let Some(existing) = duplicate {
-            applied.queued = Some(parse_id(&existing, || {
-                format!("the queued query {:?}", new.name)
-            })?);
-        } else if exists(tx, "SELECT 1 FROM queue WHERE id = ?1", &new.id)? {
+        if exists(tx, "SELECT 1 FROM queue WHERE id = ?1", &new.id)? {
             // Enqueueing the same id twice keeps the first.
             applied.queued = Some(new.id);
         } else {
-            let timestamp = to_sql_u64(new.timestamp.0);
+            if let Some(existing) = duplicate {
+                // A refresh of a query already queued replaces it, at the new call's place.
+                let replaced = parse_id(&existing, || format!("the queued query {:?}", new.name))?;
+                tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?
+                    .execute(params![existing])?;
+                applied.replaced = Some(replaced);
+            }
             tx.prepare_cached(
-                "INSERT INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, NULL)",
+                "INSERT INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, NULL, ?7)",
             )?
-            .execute(params![id, new.name, new.version, kind_name(new.kind), new.params, timestamp])?;
+            .execute(params![
+                id,
+                new.name,
+                new.version,
+                kind_name(new.kind),
+                new.params,
+                to_sql_u64(new.timestamp.0),
+                to_sql_u64(new.queued_at.0)
+            ])?;
             applied.queued = Some(new.id);
         }
     }
@@ -729,21 +889,22 @@ fn decode_queued(row: &Row<'_>, table: &str) -> Result<QueuedAction, Failure> {
         })?,
         next_attempt_at: Timestamp(from_sql_u64(column(row, 8, whose)?)),
         last_error: column(row, 9, whose)?,
+        queued_at: Timestamp(from_sql_u64(column(row, 10, whose)?)),
     })
 }
 
 fn decode_dead(row: &Row<'_>) -> Result<DeadLetter, Failure> {
     let action = decode_queued(row, "dead-letter")?;
     let whose = || format!("the dead letter {}", action.id);
-    let reason: String = column(row, 10, whose)?;
+    let reason: String = column(row, 11, whose)?;
     let Some(reason) = DeadReason::parse(&reason) else {
         return Err(Failure::BadData(format!(
             "{} has unknown reason {reason:?}",
             whose()
         )));
     };
-    let message = column(row, 11, whose)?;
-    let failed_at = Timestamp(from_sql_u64(column(row, 12, whose)?));
+    let message = column(row, 12, whose)?;
+    let failed_at = Timestamp(from_sql_u64(column(row, 13, whose)?));
     Ok(DeadLetter {
         action,
         reason,
@@ -883,10 +1044,10 @@ mod tests {
                 concat!(
                     "SELECT ",
                     queued_columns!(),
-                    " FROM queue WHERE seq > 1 ORDER BY seq LIMIT 10"
+                    " FROM queue WHERE id > 'x' ORDER BY id LIMIT 10"
                 )
                 .to_owned(),
-                "SEARCH queue USING INTEGER PRIMARY KEY",
+                "INDEX sqlite_autoindex_queue",
             ),
             (
                 "SELECT id FROM queue WHERE kind = 'query' AND name = 'a' AND params = 'b'"
