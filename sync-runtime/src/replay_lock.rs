@@ -53,9 +53,17 @@ mod file {
     ///
     /// The lock file is created if missing and left in place (deleting it could let two
     /// holders lock two different files); it stays empty. If it cannot be opened or locked
-    /// at all (a read-only directory, a file system without locks), replay runs as if this
-    /// service were alone: the store itself cannot be written there either, and servers
+    /// at all (its directory is gone or not writable, a file system without locks), replay
+    /// runs as if this service were alone rather than never: SQLite needs the same directory
+    /// and locks for its own files, so such a store is not shared in practice, and servers
     /// dedupe by [`ActionId`](crate::ActionId) as always.
+    ///
+    /// Why an OS lock rather than a lease row in the database: it needs no change to the
+    /// store's schema, it costs no write per replay, and it cannot outlive its holder, so
+    /// there is no expiry to tune between "a crashed holder blocks for long" and "a slow
+    /// holder loses its lease while it still replays". It is a separate file, not the
+    /// database itself, because SQLite's own locks live on the database (on Unix, closing
+    /// any other handle to it would drop them).
     ///
     /// ```
     /// use sync_runtime::FileReplayLock;
@@ -125,5 +133,69 @@ mod file {
                 true
             })
         }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::boxed;
+    use futures::executor::block_on;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn runs(lock: &FileReplayLock) -> bool {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let acquired = block_on(lock.run_exclusive(boxed(async move {
+            flag.store(true, Ordering::SeqCst);
+        })));
+        assert_eq!(
+            acquired,
+            ran.load(Ordering::SeqCst),
+            "ran exactly when acquired"
+        );
+        acquired
+    }
+
+    /// Two services of one process each open the file: the second is refused while the first
+    /// holds the lock, and gets it once the first is done or gone.
+    #[test]
+    fn one_holder_at_a_time_within_one_process() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let first = FileReplayLock::beside(dir.path().join("queue.sqlite3"));
+        let second = FileReplayLock::beside(dir.path().join("queue.sqlite3"));
+        assert_eq!(first, second);
+        let (release, released) = futures_channel::oneshot::channel::<()>();
+        let mut held = first.run_exclusive(boxed(async move {
+            let _ = released.await;
+        }));
+        assert!(
+            futures_util::FutureExt::now_or_never(&mut held).is_none(),
+            "the first holds the lock, waiting"
+        );
+        assert!(!runs(&second), "refused while held");
+        let _ = release.send(());
+        assert!(block_on(held), "the first ran its work");
+        assert!(runs(&second), "free once the first is done");
+
+        // A holder dropped mid-work (its task cancelled, or its process gone) frees it too.
+        let (_keep, never) = futures_channel::oneshot::channel::<()>();
+        let mut held = first.run_exclusive(boxed(async move {
+            let _ = never.await;
+        }));
+        assert!(futures_util::FutureExt::now_or_never(&mut held).is_none());
+        assert!(!runs(&second));
+        drop(held);
+        assert!(runs(&second));
+        assert!(dir.path().join("queue.sqlite3.replay.lock").is_file());
+    }
+
+    /// Where the lock file cannot be made at all, replay runs rather than never.
+    #[test]
+    fn an_unusable_lock_file_lets_replay_run() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let lock = FileReplayLock::new(dir.path().join("missing-dir").join("queue.replay.lock"));
+        assert!(runs(&lock));
     }
 }

@@ -956,6 +956,33 @@ mod tests {
         }
     }
 
+    /// Every way of naming the file names one lock beside it; a store in memory has none.
+    #[test]
+    fn file_stores_share_a_replay_lock_beside_the_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let real = dir.path().join("queue.sqlite3");
+        let store = SqliteStore::open(&real).unwrap_or_else(|e| panic!("{e}"));
+        let expected = std::fs::canonicalize(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .join("queue.sqlite3.replay.lock");
+        let lock = store.file_replay_lock().map(FileReplayLock::path);
+        assert_eq!(lock, Some(expected.as_path()));
+        assert!(Store::replay_lock(&store).is_some());
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link.sqlite3");
+            std::os::unix::fs::symlink(&real, &link).unwrap_or_else(|e| panic!("{e}"));
+            let through_link = SqliteStore::open(&link).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                through_link.file_replay_lock().map(FileReplayLock::path),
+                Some(expected.as_path())
+            );
+        }
+        let memory = SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}"));
+        assert!(memory.file_replay_lock().is_none());
+        assert!(Store::replay_lock(&memory).is_none());
+    }
+
     #[test]
     fn large_u64_round_trips() {
         for value in [0, 1, i64::MAX as u64, 1 << 63, u64::MAX] {
