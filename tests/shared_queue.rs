@@ -16,8 +16,8 @@ use std::time::Duration;
 use sync_runtime::server::{self, apply_once};
 use sync_runtime::store::SqliteStore;
 use sync_runtime::{
-    offline_action, ActionContext, ClassifyError, ManualConnectivity, ReplayReport, SyncError,
-    SyncService, TokioExecutor,
+    offline_action, ActionContext, ClassifyError, ManualConnectivity, ReplayLock, ReplayReport,
+    SyncError, SyncService, TokioExecutor,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -188,21 +188,22 @@ fn enqueue(service: &SyncService, writer: usize, calls: usize) {
     }
 }
 
-/// Checks that every call of every writer was applied once, in the order it was made, and
-/// returns how many requests the server received beyond one per call. Also prints whether
-/// each writer's requests arrived in order, as a server without `apply_once` would apply them.
-fn check_once_in_order(server: &Server, writers: usize, calls: usize) -> usize {
+/// Checks that every call of every writer was applied once, in the order it was made
+/// (`calls[w]` calls by writer `w`), and returns how many requests the server received beyond
+/// one per call. Also prints whether each writer's requests arrived in order, as a server
+/// without `apply_once` would apply them.
+fn check_once_in_order(server: &Server, calls: &[usize]) -> usize {
     let applied = server.applied();
     let sends = server.sends();
+    let total: usize = calls.iter().sum();
     println!(
-        "requests {}, applied {}, expected {}",
+        "requests {}, applied {}, expected {total}",
         sends.len(),
         applied.len(),
-        writers * calls
     );
-    let expected: Vec<usize> = (0..calls).collect();
     let mut ordered = true;
-    for writer in 0..writers {
+    for (writer, &count) in calls.iter().enumerate() {
+        let expected: Vec<usize> = (0..count).collect();
         let of_writer = |calls: &mut dyn Iterator<Item = (usize, usize)>| -> Vec<usize> {
             calls
                 .filter(|(w, _)| *w == writer)
@@ -220,7 +221,7 @@ fn check_once_in_order(server: &Server, writers: usize, calls: usize) -> usize {
         );
         ordered &= mine == expected;
     }
-    assert_eq!(applied.len(), writers * calls, "each call applied once");
+    assert_eq!(applied.len(), total, "each call applied once");
     assert!(ordered, "each writer's calls applied in order");
     sends.len() - applied.len()
 }
@@ -264,7 +265,7 @@ fn two_services_on_one_file_replay_each_call_once_in_order() {
         .collect();
     let reports: Vec<Vec<ReplayReport>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     assert_eq!(
-        check_once_in_order(&server, 2, CALLS),
+        check_once_in_order(&server, &[CALLS, CALLS]),
         0,
         "nothing sent twice"
     );
@@ -345,7 +346,7 @@ fn two_background_drivers_on_one_file_replay_each_call_once_in_order() {
         elsewhere
     });
     assert_eq!(
-        check_once_in_order(&server, 2, CALLS),
+        check_once_in_order(&server, &[CALLS, CALLS]),
         0,
         "nothing sent twice"
     );
@@ -353,6 +354,95 @@ fn two_background_drivers_on_one_file_replay_each_call_once_in_order() {
         elsewhere.iter().any(|&seen| seen),
         "one service's status said another replays: {elsewhere:?}"
     );
+}
+
+/// While another service replays the shared queue, this one's new calls do not overtake
+/// the calls waiting there: they take the local path and are queued behind them, and calls go
+/// online again once the queue is empty.
+#[test]
+fn calls_made_while_another_service_replays_wait_their_turn() {
+    const CALLS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.sqlite3");
+    let mut server = Server::new(dir.path().join("server.sqlite3"));
+    server.slow = Some(Duration::from_millis(5));
+    let (holder, holder_net) = client(&db, &server);
+    enqueue(&holder, 0, CALLS);
+    let (other, other_net) = client(&db, &server);
+    other_net.set_online(true);
+    holder_net.set_online(true);
+
+    let replaying = std::thread::spawn({
+        let holder = holder.clone();
+        move || block_on(holder.replay()).expect("replay runs")
+    });
+    while !holder.status().syncing {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let err = block_on(other.scope(record(1, 0))).unwrap_err();
+    assert!(
+        matches!(err, AppError::Sync(SyncError::Queued { .. })),
+        "queued behind the calls waiting, not sent ahead of them: {err}"
+    );
+    let status = other.status();
+    assert!(
+        status.replaying_elsewhere && !status.syncing && status.pending > 1,
+        "{status:?}"
+    );
+
+    let report = replaying.join().unwrap();
+    assert_eq!(
+        report.synced,
+        CALLS + 1,
+        "the holder replayed the later call too"
+    );
+    block_on(other.scope(record(1, 1))).expect("online again once the queue is empty");
+    let status = other.status();
+    assert!(
+        !status.replaying_elsewhere && status.pending == 0,
+        "{status:?}"
+    );
+    assert_eq!(check_once_in_order(&server, &[CALLS, 2]), 0);
+}
+
+/// A service told to replay without a lock does, even while another holds the store's lock.
+#[test]
+fn without_replay_lock_a_service_replays_regardless() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.sqlite3");
+    let server = Server::new(dir.path().join("server.sqlite3"));
+    let (service, _) = client(&db, &server);
+    enqueue(&service, 0, 3);
+    let store = SqliteStore::open(&db).unwrap();
+    let lock = store.file_replay_lock().unwrap().clone();
+    let (release, released) = futures::channel::oneshot::channel::<()>();
+    let mut held = lock.run_exclusive(Box::pin(async move {
+        let _ = released.await;
+    }));
+    assert!(futures::FutureExt::now_or_never(&mut held).is_none());
+
+    let locked = SyncService::builder()
+        .store(SqliteStore::open(&db).unwrap())
+        .extension(server.clone())
+        .build()
+        .unwrap();
+    let report = block_on(locked.replay()).unwrap();
+    assert!(
+        report.replayed_elsewhere && report.remaining == 3,
+        "{report:?}"
+    );
+
+    let unlocked = SyncService::builder()
+        .store(store)
+        .without_replay_lock()
+        .extension(server.clone())
+        .build()
+        .unwrap();
+    let report = block_on(unlocked.replay()).unwrap();
+    assert_eq!((report.synced, report.replayed_elsewhere), (3, false));
+    let _ = release.send(());
+    assert!(block_on(held));
+    assert_eq!(check_once_in_order(&server, &[3]), 0);
 }
 
 // ---- Two real processes --------------------------------------------------------------------
@@ -524,7 +614,7 @@ fn two_processes_on_one_file_replay_each_call_once_in_order() {
         replayer.finish();
     }
     assert_eq!(
-        check_once_in_order(&server, 2, CALLS),
+        check_once_in_order(&server, &[CALLS, CALLS]),
         0,
         "nothing sent twice"
     );
@@ -586,5 +676,5 @@ fn a_replayer_killed_mid_replay_is_taken_over_by_the_other_process() {
         [(0, CALLS / 2)],
         "only the call in flight at the kill was sent again"
     );
-    assert_eq!(check_once_in_order(&server, 2, CALLS), 1);
+    assert_eq!(check_once_in_order(&server, &[CALLS, CALLS]), 1);
 }
