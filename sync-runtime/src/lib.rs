@@ -74,6 +74,8 @@ pub use context::{ActionContext, Collection, Phase};
 pub use error::{ClassifyError, Result, StoreError, SyncError};
 pub use maybe_send::{boxed, BoxFuture, Listener, MaybeSend, MaybeSync};
 pub use registry::{Registration, Registry};
+#[cfg(not(target_arch = "wasm32"))]
+pub use replay_lock::FileReplayLock;
 pub use replay_lock::ReplayLock;
 pub use retry::RetryPolicy;
 #[cfg(not(target_arch = "wasm32"))]

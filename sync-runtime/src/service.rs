@@ -92,10 +92,18 @@ pub struct SyncServiceBuilder {
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     executor: Option<Arc<dyn Executor>>,
-    replay_lock: Option<Arc<dyn ReplayLock>>,
+    replay_lock: LockChoice,
     migrations: HashMap<String, Migration>,
     extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
     seed: Option<u64>,
+}
+
+/// Which replay lock a builder was told to use.
+enum LockChoice {
+    /// The store's own ([`Store::replay_lock`]), else the platform's (Web Locks in the browser).
+    Default,
+    Given(Arc<dyn ReplayLock>),
+    Without,
 }
 
 impl core::fmt::Debug for SyncServiceBuilder {
@@ -148,10 +156,20 @@ impl SyncServiceBuilder {
     }
 
     /// A lock taken around each replay, shared with other services on the same store, so
-    /// that only one of them replays at a time (see [`ReplayLock`]). Default: the browser's
-    /// Web Locks on wasm32, none on native targets.
+    /// that only one of them replays at a time (see [`ReplayLock`]). Default: the store's
+    /// ([`Store::replay_lock`]: for a `SqliteStore` on a file, a
+    /// [`FileReplayLock`](crate::FileReplayLock) beside it, which every process on that file
+    /// shares); else the browser's Web Locks on wasm32, and none for other native stores.
     pub fn replay_lock(mut self, lock: impl ReplayLock) -> Self {
-        self.replay_lock = Some(Arc::new(lock));
+        self.replay_lock = LockChoice::Given(Arc::new(lock));
+        self
+    }
+
+    /// Replays without any lock shared with other services, not even the store's: for a
+    /// store that this service alone ever opens. Within the service, replays still run one
+    /// at a time.
+    pub fn without_replay_lock(mut self) -> Self {
+        self.replay_lock = LockChoice::Without;
         self
     }
 
@@ -186,15 +204,21 @@ impl SyncServiceBuilder {
     /// Builds the service without checking the registry; with duplicate action names, every
     /// call then reports the duplicate.
     fn build_unchecked(self) -> SyncService {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let replay_lock = match self.replay_lock {
+            LockChoice::Default => store.replay_lock().or_else(platform_replay_lock),
+            LockChoice::Given(lock) => Some(lock),
+            LockChoice::Without => None,
+        };
         let inner = Arc::new(Inner {
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             connectivity: self
                 .connectivity
                 .unwrap_or_else(|| Arc::new(ManualConnectivity::new(true))),
             clock: self.clock,
             policy: self.policy,
             executor: self.executor,
-            replay_lock: self.replay_lock,
+            replay_lock,
             migrations: self.migrations,
             extensions: self.extensions,
             ids: Mutex::new(IdMinter::new()),
@@ -295,10 +319,16 @@ pub struct ReplayReport {
     /// If the head of the queue is waiting for its backoff: when it may be tried again.
     pub next_attempt_at: Option<Timestamp>,
     /// Another replay was already running; this call did nothing (the running one goes round
-    /// once more to pick up anything new). With a [`ReplayLock`], also when another service
-    /// on the same store (another tab) holds the lock: then `remaining` and `next_attempt_at`
-    /// say what waits and when to look again.
+    /// once more to pick up anything new). Also set with
+    /// [`replayed_elsewhere`](Self::replayed_elsewhere).
     pub already_running: bool,
+    /// Another service on the same store (another process or window on the same SQLite file,
+    /// another tab) holds the [`ReplayLock`] and is replaying the queue; this call did nothing.
+    /// `remaining` says what still waits (read from the store) and, if anything does,
+    /// `next_attempt_at` when to look again: if that replay stops with calls left (its
+    /// process died, or it went offline), the next look takes over. A background driver
+    /// looks again by itself.
+    pub replayed_elsewhere: bool,
 }
 
 /// Why a replay pass stopped short of an empty queue.
@@ -317,7 +347,7 @@ impl SyncService {
             clock: Arc::new(SystemClock),
             policy: RetryPolicy::default(),
             executor: None,
-            replay_lock: default_replay_lock(),
+            replay_lock: LockChoice::Default,
             migrations: HashMap::new(),
             extensions: HashMap::new(),
             seed: None,
@@ -750,10 +780,14 @@ impl SyncService {
                 // would spin on the flag this very call set, and on a one-thread executor
                 // never let that replay finish.
                 Ok(report)
-                    if report.already_running && self.inner.replaying.load(Ordering::SeqCst) =>
+                    if report.already_running
+                        && !report.replayed_elsewhere
+                        && self.inner.replaying.load(Ordering::SeqCst) =>
                 {
                     Some(Duration::from_millis(10))
                 }
+                // Another service or process replays: look again at the time it says, and
+                // take over then if that one stopped with calls left.
                 Ok(report) if report.remaining > 0 && self.inner.connectivity.is_online() => report
                     .next_attempt_at
                     .map(|at| at.saturating_since(self.inner.clock.now())),
@@ -797,8 +831,8 @@ impl SyncService {
         let Some(lock) = self.inner.replay_lock.clone() else {
             return self.replay_holding_lock().await;
         };
-        // Other services on the same store (other tabs) replay too: run only while holding
-        // the shared lock, and skip if one of them holds it.
+        // Other services on the same store (other tabs, processes, windows) replay too: run
+        // only while holding the shared lock, and skip if one of them holds it.
         let (sender, result) = futures_channel::oneshot::channel();
         let service = self.clone();
         // The lock may run the work as a task of its own: keep this service current there.
@@ -814,12 +848,17 @@ impl SyncService {
 
     /// What a replay reports when another holder of the replay lock is replaying: the
     /// pending count, and a time to look again, in case that replay ends before it sees the
-    /// calls this service queued meanwhile.
+    /// calls this service queued meanwhile, or its holder dies. The count is read from the
+    /// store, so this service's own calls take the local path exactly while calls wait.
     async fn replayed_elsewhere(&self) -> Result<ReplayReport, SyncError> {
         const LOOK_AGAIN: Duration = Duration::from_secs(1);
         let status = self.refresh_status().await?;
+        self.inner
+            .hub
+            .update(|s| s.replaying_elsewhere = status.pending > 0);
         Ok(ReplayReport {
             already_running: true,
+            replayed_elsewhere: true,
             remaining: status.pending,
             next_attempt_at: (status.pending > 0)
                 .then(|| self.inner.clock.now().saturating_add(LOOK_AGAIN)),
@@ -828,7 +867,10 @@ impl SyncService {
     }
 
     async fn replay_holding_lock(&self) -> Result<ReplayReport, SyncError> {
-        self.inner.hub.update(|s| s.syncing = true);
+        self.inner.hub.update(|s| {
+            s.syncing = true;
+            s.replaying_elsewhere = false;
+        });
         let mut report = ReplayReport::default();
         let result = loop {
             self.inner.replay_again.store(false, Ordering::SeqCst);
@@ -1126,13 +1168,14 @@ fn platform_defaults(builder: SyncServiceBuilder) -> SyncServiceBuilder {
 
 /// Tabs of one origin share the browser's storage, so replays take a Web Lock by default.
 #[cfg(target_arch = "wasm32")]
-fn default_replay_lock() -> Option<Arc<dyn ReplayLock>> {
+fn platform_replay_lock() -> Option<Arc<dyn ReplayLock>> {
     Some(Arc::new(crate::browser::WebLocks::default()))
 }
 
-/// A native store usually has one owner: no lock unless one is configured.
+/// Native stores that others can open say so themselves ([`Store::replay_lock`]); the rest
+/// have one owner.
 #[cfg(not(target_arch = "wasm32"))]
-fn default_replay_lock() -> Option<Arc<dyn ReplayLock>> {
+fn platform_replay_lock() -> Option<Arc<dyn ReplayLock>> {
     None
 }
 

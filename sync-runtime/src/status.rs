@@ -16,6 +16,11 @@ pub struct SyncStatus {
     pub dead: u64,
     /// A replay is running.
     pub syncing: bool,
+    /// Another service on the same store (another process or window on the same SQLite
+    /// file, another tab) holds the replay lock while calls wait: it replays them, and this
+    /// service takes over if it stops with calls left. Cleared when this service replays
+    /// again or finds the queue empty.
+    pub replaying_elsewhere: bool,
     /// The server is believed reachable.
     pub online: bool,
     /// The most recent failure, cleared by the next success.
@@ -132,6 +137,10 @@ impl StatusHub {
         self.update(|s| {
             s.pending = pending;
             s.dead = dead;
+            // Nothing waits, so nothing is being replayed elsewhere for this service.
+            if pending == 0 {
+                s.replaying_elsewhere = false;
+            }
         });
         true
     }

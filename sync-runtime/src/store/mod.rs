@@ -18,9 +18,12 @@ pub use memory::MemoryStore;
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 pub use sqlite::{SqliteOptions, SqliteStore};
 
-use crate::{ActionId, ActionKind, BoxFuture, MaybeSend, MaybeSync, StoreError, Timestamp};
+use crate::{
+    ActionId, ActionKind, BoxFuture, MaybeSend, MaybeSync, ReplayLock, StoreError, Timestamp,
+};
 use core::fmt;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// What orders two writes to the same record: the time the user acted, then the action id.
 ///
@@ -312,5 +315,16 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
     ) -> BoxFuture<'_, Result<Option<DeadLetter>, StoreError>> {
         let _ = failed_at;
         crate::boxed(async { Ok(None) })
+    }
+
+    /// The lock that keeps replay of this store's queue to one service at a time, for a
+    /// service given none ([`SyncServiceBuilder::replay_lock`](crate::SyncServiceBuilder::replay_lock)).
+    /// A store that other services or processes can open too returns a lock they all share
+    /// (a `SqliteStore` on a file: a [`FileReplayLock`](crate::FileReplayLock) beside it).
+    ///
+    /// Each call returns a lock of its own, so that two services holding one store exclude
+    /// each other. Default: `None`, for a store that only the service holding it can reach.
+    fn replay_lock(&self) -> Option<Arc<dyn ReplayLock>> {
+        None
     }
 }

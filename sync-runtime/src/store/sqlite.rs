@@ -4,7 +4,9 @@ use super::{
     Applied, Batch, Bury, Counts, DeadLetter, DeadReason, QueuedAction, Record, Reschedule, Stamp,
     Store, Write,
 };
-use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError, Timestamp};
+use crate::{
+    boxed, ActionId, ActionKind, BoxFuture, FileReplayLock, ReplayLock, StoreError, Timestamp,
+};
 use core::fmt;
 use rusqlite::types::FromSql;
 use rusqlite::{
@@ -12,7 +14,7 @@ use rusqlite::{
     TransactionBehavior,
 };
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Marks the file as ours in the SQLite header (`PRAGMA application_id`): ASCII "SYNC".
@@ -153,6 +155,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// database would. The store holds one connection behind a mutex; several processes may open
 /// the same file (writes wait for each other up to five seconds).
 ///
+/// Services on the same file, in one process or several, replay the queue one at a time:
+/// each takes a [`FileReplayLock`] on `<file>.replay.lock` around its replay (see
+/// [`Store::replay_lock`]); the others report
+/// [`replayed_elsewhere`](crate::ReplayReport::replayed_elsewhere) and take over when the
+/// holder stops with calls left. An in-memory store has no lock: nothing else can open it.
+///
 /// The file's schema is versioned. Opening a file written by a newer version of this crate,
 /// a SQLite file of another application, or a file that is not a SQLite database fails with
 /// [`StoreError::Incompatible`] instead of touching it.
@@ -175,6 +183,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     connection: Mutex<Connection>,
     location: String,
+    /// The replay lock beside the file; `None` in memory.
+    replay_lock: Option<FileReplayLock>,
 }
 
 /// How to open a [`SqliteStore`]. The defaults suit an app's own store.
@@ -300,15 +310,31 @@ impl SqliteStore {
                 .pragma_update(None, "max_page_count", pages)
                 .map_err(|e| fail(e.into()))?;
         }
+        // Beside the file SQLite opened (an absolute path), with symbolic links resolved, so
+        // that every way of naming the file names the same lock. Empty in memory.
+        let replay_lock = connection
+            .path()
+            .filter(|file| !file.is_empty())
+            .map(|file| {
+                let file = Path::new(file);
+                FileReplayLock::beside(std::fs::canonicalize(file).unwrap_or_else(|_| file.into()))
+            });
         Ok(Self {
             connection: Mutex::new(connection),
             location,
+            replay_lock,
         })
     }
 
     /// Where the data lives: the file path, or `:memory:`.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// The lock services on this file take around each replay, or `None` for a store in
+    /// memory.
+    pub fn file_replay_lock(&self) -> Option<&FileReplayLock> {
+        self.replay_lock.as_ref()
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -471,6 +497,13 @@ impl Store for SqliteStore {
                 })
             })
         })
+    }
+
+    /// A [`FileReplayLock`] beside the file, shared with every service and process that opens
+    /// it; none in memory.
+    fn replay_lock(&self) -> Option<Arc<dyn ReplayLock>> {
+        let lock = self.replay_lock.clone()?;
+        Some(Arc::new(lock))
     }
 }
 
@@ -1082,6 +1115,33 @@ mod tests {
                 "{sql} scans or sorts: {plan}"
             );
         }
+    }
+
+    /// Every way of naming the file names one lock beside it; a store in memory has none.
+    #[test]
+    fn file_stores_share_a_replay_lock_beside_the_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let real = dir.path().join("queue.sqlite3");
+        let store = SqliteStore::open(&real).unwrap_or_else(|e| panic!("{e}"));
+        let expected = std::fs::canonicalize(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .join("queue.sqlite3.replay.lock");
+        let lock = store.file_replay_lock().map(FileReplayLock::path);
+        assert_eq!(lock, Some(expected.as_path()));
+        assert!(Store::replay_lock(&store).is_some());
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link.sqlite3");
+            std::os::unix::fs::symlink(&real, &link).unwrap_or_else(|e| panic!("{e}"));
+            let through_link = SqliteStore::open(&link).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                through_link.file_replay_lock().map(FileReplayLock::path),
+                Some(expected.as_path())
+            );
+        }
+        let memory = SqliteStore::in_memory().unwrap_or_else(|e| panic!("{e}"));
+        assert!(memory.file_replay_lock().is_none());
+        assert!(Store::replay_lock(&memory).is_none());
     }
 
     #[test]
