@@ -152,37 +152,90 @@ impl<'a> Expansion<'a> {
             .collect();
         let attrs = &func.attrs;
         let vis = &func.vis;
-        let private = self.private(self.output_span);
+        let private = self.private(Span::call_site());
         let action = &self.action;
         let params = &self.params;
         let fields = func.args().map(|arg| {
             let field = arg.ident();
             let value = hidden(&field);
-            // Spanned at the argument's type, where a missing `Clone` is reported.
-            let owned = match arg.shape {
+            let owned = match &arg.shape {
                 Shape::Owned | Shape::MutRef(_) => value.to_token_stream(),
-                Shape::Cloned(..) => {
-                    quote_spanned!(arg.ty.span()=> ::core::clone::Clone::clone(#value))
-                }
-                Shape::Str(_) | Shape::Slice(..) | Shape::ToOwned(..) => {
-                    quote_spanned!(arg.ty.span()=> ::std::borrow::ToOwned::to_owned(#value))
+                Shape::Str(reference)
+                | Shape::Slice(reference, _)
+                | Shape::Cloned(reference, _)
+                | Shape::ToOwned(reference, _) => {
+                    let elem = &reference.elem;
+                    quote!(#private::Own::<#elem>::own(#value))
                 }
             };
             quote!(#field: #owned)
         });
-        // Spanned at the return type, like everything that names the action's result types:
-        // a return type that does not fit is then reported once, there.
-        let call = quote_spanned! {self.output_span=>
-            #private::SyncService::current()
-                .execute_action::<#action>(#params { #(#fields),* })
-                .await
-        };
+        // `unchecked` brings the fallbacks that keep a type that failed its check from being
+        // reported again here (see `checks`).
         quote! {
             #(#attrs)*
             #vis #sig {
-                #call
+                #[allow(unused_imports)]
+                use #private::unchecked::*;
+                #private::Checked::<#action>::execute(#params { #(#fields),* }).await
             }
         }
+    }
+
+    /// The argument checks, one per argument, each spanned at its type: the one place where an
+    /// argument type that does not fit is reported. The other items hold only when these pass.
+    fn checks(&self) -> TokenStream {
+        let cfgs = self.cfgs();
+        let args = self.func.args().map(|arg| {
+            let span = arg.ty.span();
+            let private = self.private(span);
+            let ty = field_type(arg);
+            quote_spanned!(span=> #private::check_arg::<#ty>();)
+        });
+        let output = |part: ResultPart| {
+            let span = part.span(self.func);
+            let private = self.private(span);
+            let check = Ident::new(part.check(), span);
+            let output = respan_located(self.output.clone(), span);
+            let ty = self.result_part(part);
+            quote_spanned!(span=> #private::#check::<#output, #ty>();)
+        };
+        let (ok, err) = (output(ResultPart::Ok), output(ResultPart::Err));
+        quote! {
+            #(#cfgs)*
+            const _: () = {
+                #(#args)*
+                #ok
+                #err
+            };
+        }
+    }
+
+    /// The success or error type: as written inside the return type when it shows it
+    /// (`Result<T, E>`, `anyhow::Result<T>`), else the return type's projection.
+    fn result_part(&self, part: ResultPart) -> TokenStream {
+        if let Some(ty) = part.as_written(self.func) {
+            return ty.to_token_stream();
+        }
+        let span = part.span(self.func);
+        let output = respan_located(self.output.clone(), span);
+        let private = self.private(span);
+        let name = Ident::new(part.name(), span);
+        quote_spanned!(span=> <#output as #private::ActionResult>::#name)
+    }
+
+    /// The checks as bounds, for the items that hold only when they pass. `for<'__a>` keeps
+    /// rustc from rejecting them as "trivial bounds" and makes them assumptions inside the item.
+    fn arg_bounds(&self) -> Vec<TokenStream> {
+        let private = self.private(Span::call_site());
+        let mut seen = std::collections::HashSet::new();
+        self.func
+            .args()
+            .map(field_type)
+            // Two arguments of one type need one bound.
+            .filter(|ty| seen.insert(ty.to_string()))
+            .map(|ty| quote!(for<'__a> #ty: #private::ActionArg))
+            .collect()
     }
 
     /// The struct the arguments are queued in.
@@ -220,6 +273,7 @@ impl<'a> Expansion<'a> {
         });
         // The fields are the arguments: a leading `_` marks one the body ignores, not a private
         // field, and the field must stay public for callers to build the struct.
+        let clone_and_debug = self.params_clone_and_debug();
         let underscore_fields = self
             .func
             .args()
@@ -229,15 +283,39 @@ impl<'a> Expansion<'a> {
             #[doc = #doc]
             #(#cfgs)*
             #underscore_fields
-            #[derive(
-                ::core::clone::Clone,
-                ::core::fmt::Debug,
-                #private::serde::Serialize,
-                #private::serde::Deserialize,
-            )]
+            #[derive(#private::serde::Serialize, #private::serde::Deserialize)]
             #[serde(crate = #serde_crate)]
             #vis struct #params {
                 #(#fields,)*
+            }
+            #clone_and_debug
+        }
+    }
+
+    /// `Clone` and `Debug` for the parameters struct, holding only when every argument type
+    /// passes its check (a derive would report a failed one again).
+    fn params_clone_and_debug(&self) -> TokenStream {
+        let cfgs: Vec<_> = self.cfgs().collect();
+        let params = &self.params;
+        let bounds = self.arg_bounds();
+        let fields: Vec<Ident> = self.func.args().map(Arg::ident).collect();
+        let names = fields.iter().map(|field| field.unraw().to_string());
+        let name = params.to_string();
+        let formatter = Ident::new("f", Span::mixed_site());
+        quote! {
+            #(#cfgs)*
+            impl ::core::clone::Clone for #params where #(#bounds,)* {
+                fn clone(&self) -> Self {
+                    Self { #(#fields: ::core::clone::Clone::clone(&self.#fields),)* }
+                }
+            }
+            #(#cfgs)*
+            impl ::core::fmt::Debug for #params where #(#bounds,)* {
+                fn fmt(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    #formatter.debug_struct(#name)
+                        #(.field(#names, &self.#fields))*
+                        .finish()
+                }
             }
         }
     }
@@ -269,28 +347,25 @@ impl<'a> Expansion<'a> {
         } else {
             quote!(Mutation)
         };
-        // Spanned at the return type, so a type that is not a fitting `Result` is reported there.
         let output = &self.output;
-        let result = self.private(self.output_span);
-        let result_types = quote_spanned! {self.output_span=>
-            type Output = <#output as #result::ActionResult>::Ok;
-            type Error = <#output as #result::ActionResult>::Err;
-        };
-        // The parameters struct is `Serialize + Deserialize` only when every argument type is
-        // queueable (see `params_struct`); this is where that is required, so an argument type
-        // that is not is reported here, on the argument list, naming the type.
-        let mut params_at_args = params.clone();
-        params_at_args.set_span(self.func.sig.paren_token.span.join());
+        let (ok, err) = (self.result_part(ResultPart::Ok), self.result_part(ResultPart::Err));
+        let arg_bounds = self.arg_bounds();
         let server = self.server();
         let local = self.local();
         quote! {
             #(#cfgs)*
-            impl #private::Action for #action {
+            impl #private::Action for #action
+            where
+                #(#arg_bounds,)*
+                for<'__a> #ok: #private::ActionOutput,
+                for<'__a> #err: #private::ActionError,
+            {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
                 const KIND: #private::ActionKind = #private::ActionKind::#kind;
-                type Params = #params_at_args;
-                #result_types
+                type Params = #params;
+                type Output = <#output as #private::ActionResult>::Ok;
+                type Error = <#output as #private::ActionResult>::Err;
                 #server
                 #local
             }
@@ -415,7 +490,10 @@ impl<'a> Expansion<'a> {
         let private = self.private(span);
         let submit = quote_spanned! {span=>
             #private::inventory::submit! {
-                #private::Registration::new::<#action>(
+                #[allow(unused_imports)]
+                use #private::unchecked::*;
+                #private::registration(
+                    #private::Checked::<#action>::ENTRY,
                     ::core::module_path!(),
                     ::core::file!(),
                     ::core::line!(),
@@ -440,6 +518,7 @@ impl<'a> Expansion<'a> {
 impl ToTokens for Expansion<'_> {
     fn to_tokens(&self, tokens: &mut TokenStream) {
         tokens.extend(self.function());
+        tokens.extend(self.checks());
         tokens.extend(self.params_struct());
         tokens.extend(self.action_type());
         tokens.extend(self.action_impl());
@@ -526,6 +605,85 @@ pub(crate) fn pascal_case(snake: &str) -> String {
         pascal.insert_str(0, "Fn");
     }
     pascal
+}
+
+/// The success or the error type of an action's return type.
+#[derive(Clone, Copy)]
+enum ResultPart {
+    /// `T` in `Result<T, E>`.
+    Ok,
+    /// `E` in `Result<T, E>`.
+    Err,
+}
+
+impl ResultPart {
+    /// Its position among the return type's type arguments.
+    fn index(self) -> usize {
+        match self {
+            ResultPart::Ok => 0,
+            ResultPart::Err => 1,
+        }
+    }
+
+    /// Its name in `ActionResult`.
+    fn name(self) -> &'static str {
+        match self {
+            ResultPart::Ok => "Ok",
+            ResultPart::Err => "Err",
+        }
+    }
+
+    /// The function that checks it.
+    fn check(self) -> &'static str {
+        match self {
+            ResultPart::Ok => "check_output",
+            ResultPart::Err => "check_error",
+        }
+    }
+
+    /// The type as written in the return type, when it shows: `T` and `E` in `Result<T, E>`,
+    /// `T` in an alias like `anyhow::Result<T>` (the check makes sure it is the success type).
+    fn as_written(self, func: &ActionFn) -> Option<&syn::Type> {
+        let syn::Type::Path(path) = signature::ungroup(func.output.as_deref()?) else {
+            return None;
+        };
+        let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments
+        else {
+            return None;
+        };
+        args.args
+            .iter()
+            .filter_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .nth(self.index())
+    }
+
+    /// Where its check points: at the type as written, else at the whole return type.
+    fn span(self, func: &ActionFn) -> Span {
+        self.as_written(func)
+            .map_or_else(|| func.output.span(), Spanned::span)
+    }
+}
+
+/// `tokens` reported at `span`, still resolved where they were written.
+fn respan_located(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            let located = token.span().located_at(span);
+            if let TokenTree::Group(group) = &mut token {
+                let mut respanned =
+                    Group::new(group.delimiter(), respan_located(group.stream(), span));
+                respanned.set_span(located);
+                *group = respanned;
+            } else {
+                token.set_span(located);
+            }
+            token
+        })
+        .collect()
 }
 
 /// `tokens` with every span set to `span`.
