@@ -1,6 +1,7 @@
 //! What `#[offline_action]` expands to. Not public API: names here may change in any release.
 
 pub use crate::action::{Action, ActionKind};
+pub use crate::erased::RegisteredErrorType;
 pub use crate::maybe_send::MaybeSend;
 pub use crate::registry::Registration;
 pub use crate::service::SyncService;
