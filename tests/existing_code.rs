@@ -182,3 +182,48 @@ mod boxed_errors {
         assert_eq!(applied(), ["delete a", "delete b"]);
     }
 }
+
+mod borrows_inside_arguments {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum AppError {
+        #[error("timed out")]
+        Timeout,
+        #[error(transparent)]
+        Sync(#[from] SyncError),
+    }
+
+    impl ClassifyError for AppError {
+        fn is_transient(&self) -> bool {
+            matches!(self, AppError::Timeout)
+        }
+    }
+
+    /// Tags a product: an optional note and a slice of borrowed tags.
+    #[offline_action(name = "borrows.tag")]
+    pub async fn tag(id: u64, note: Option<&str>, tags: &[&str]) -> Result<usize, AppError> {
+        request(format!("tag {id} {note:?} {tags:?}")).map_err(|_| AppError::Timeout)?;
+        Ok(tags.len())
+    }
+
+    #[test]
+    fn online_offline_and_replayed() {
+        let (service, net, clock) = service(true);
+        let tags = ["red", "big"];
+        assert_eq!(block_on(service.scope(tag(1, Some("new"), &tags))).unwrap(), 2);
+
+        net.set_online(false);
+        let queued = block_on(service.scope(tag(2, None, &["small"]))).unwrap_err();
+        assert!(matches!(queued, AppError::Sync(SyncError::Queued { .. })), "{queued:?}");
+        let records = block_on(service.queued()).unwrap();
+        assert_eq!(records[0].params, r#"{"id":2,"note":null,"tags":["small"]}"#);
+
+        net.set_online(true);
+        assert_eq!(replay_after_one_retry(&service, &clock, Failure::Timeout), 1);
+        assert_eq!(
+            applied(),
+            [r#"tag 1 Some("new") ["red", "big"]"#, r#"tag 2 None ["small"]"#]
+        );
+    }
+}

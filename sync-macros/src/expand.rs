@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, Item, ItemFn, LitInt, LitStr, Pat, PatIdent, PatType, Path};
 
 use crate::args::Args;
+use crate::owned;
 use crate::signature::{self, source_text, ActionFn, Arg, Shape};
 use crate::valid::{self, Errors};
 
@@ -160,6 +161,7 @@ impl<'a> Expansion<'a> {
             let value = hidden(&field);
             let owned = match &arg.shape {
                 Shape::Owned | Shape::MutRef(_) => value.to_token_stream(),
+                Shape::Nested(part) => owned::to_owned(part, value.to_token_stream(), &private, 0),
                 Shape::Str(reference)
                 | Shape::Slice(reference, _)
                 | Shape::Cloned(reference, _)
@@ -406,6 +408,11 @@ impl<'a> Expansion<'a> {
             // Borrowed arguments are borrowed again from their owned fields, so the body sees
             // the types it was written for.
             let borrows = self.func.args().filter_map(|arg| {
+                if let Shape::Nested(part) = &arg.shape {
+                    let ident = arg.ident();
+                    let mutability = arg.binding.as_ref().and_then(|binding| binding.mutability);
+                    return Some(owned::borrow_back(part, &arg.ty, &ident, &ident, mutability));
+                }
                 let (Shape::Str(reference)
                 | Shape::Slice(reference, _)
                 | Shape::Cloned(reference, _)
@@ -536,6 +543,8 @@ fn field_type(arg: &Arg) -> TokenStream {
         Shape::ToOwned(_, elem) => {
             quote_spanned!(span=> <#elem as ::std::borrow::ToOwned>::Owned)
         }
+        // Reported, when it does not fit, at the argument's type.
+        Shape::Nested(part) => respan_located(owned::owned_type(part), span),
         Shape::Owned | Shape::MutRef(_) => arg.ty.to_token_stream(),
     }
 }

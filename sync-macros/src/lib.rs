@@ -9,6 +9,7 @@
 mod args;
 mod classify;
 mod expand;
+mod owned;
 mod signature;
 mod valid;
 
@@ -57,8 +58,10 @@ use proc_macro::TokenStream;
 /// An `async fn` outside `impl` blocks, with no generics, returning `Result<T, E>` (an alias is
 /// fine), where every argument is a plain name, `T` and every argument type implement
 /// `Serialize` and `Deserialize` (arguments also `Clone`), and `E` implements
-/// `From<SyncError>`, `ClassifyError` and `Display`. Arguments may be borrowed (`&str`, `&[T]`,
-/// `&T`): they are stored owned until the call runs.
+/// `From<SyncError>`, `ClassifyError` and `Display` (`anyhow::Error` and
+/// `Box<dyn Error + Send + Sync>` do). Arguments may be borrowed (`&str`, `&[T]`, `&T`), also
+/// inside `Option`, `Vec`, tuples and slices (`Option<&str>`, `&[&str]`): they are stored owned
+/// (`Option<String>`, `Vec<String>`) until the call runs, and callers pass what they always did.
 ///
 /// # What it generates
 ///

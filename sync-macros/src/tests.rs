@@ -175,6 +175,16 @@ pub(crate) async fn rename(id: &str, mut tags: &[Tag], product: &Product, note: 
 );
 
 expansion!(
+    borrows_inside_arguments,
+    r#"
+#[offline_action]
+pub async fn search(query: Option<&str>, tags: &[&str], mut pairs: Vec<(&str, u32)>, seen: &Vec<&Tag>) -> Result<u32, AppError> {
+    api::search(query, tags, pairs, seen).await
+}
+"#
+);
+
+expansion!(
     zero_arguments,
     r#"
 #[offline_action(query)]
