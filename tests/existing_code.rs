@@ -227,3 +227,58 @@ mod borrows_inside_arguments {
         );
     }
 }
+
+mod associated_fns {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum AppError {
+        #[error("timed out")]
+        Timeout,
+        #[error(transparent)]
+        Sync(#[from] SyncError),
+    }
+
+    impl ClassifyError for AppError {
+        fn is_transient(&self) -> bool {
+            matches!(self, AppError::Timeout)
+        }
+    }
+
+    /// Server functions grouped on a type, as apps do.
+    pub struct Api;
+
+    #[offline_action]
+    impl Api {
+        /// Adds two numbers on the server; offline, answers locally.
+        #[offline_action(local = Self::add_locally)]
+        pub async fn add(a: u32, b: u32) -> Result<u32, AppError> {
+            request(format!("add {a} {b}")).map_err(|_| AppError::Timeout)?;
+            Ok(Self::sum(a, b))
+        }
+
+        async fn add_locally(a: u32, b: u32) -> Result<u32, AppError> {
+            Ok(Self::sum(a, b))
+        }
+
+        fn sum(a: u32, b: u32) -> u32 {
+            a + b
+        }
+    }
+
+    #[test]
+    fn online_offline_and_replayed() {
+        let (service, net, clock) = service(true);
+        assert_eq!(block_on(service.scope(Api::add(1, 2))).unwrap(), 3);
+
+        net.set_online(false);
+        assert_eq!(block_on(service.scope(Api::add(3, 4))).unwrap(), 7, "answered locally");
+        let queued = block_on(service.queued()).unwrap();
+        assert_eq!(queued[0].name, "Api::add");
+        assert_eq!(queued[0].params, r#"{"a":3,"b":4}"#);
+
+        net.set_online(true);
+        assert_eq!(replay_after_one_retry(&service, &clock, Failure::Timeout), 1);
+        assert_eq!(applied(), ["add 1 2", "add 3 4"]);
+    }
+}

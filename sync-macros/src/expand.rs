@@ -5,9 +5,10 @@ use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, FnArg, Ident, Item, ItemFn, LitInt, LitStr, Pat, PatIdent, PatType, Path};
+use syn::{Attribute, FnArg, Ident, Item, ItemFn, ItemImpl, LitInt, LitStr, Pat, PatIdent, PatType};
 
 use crate::args::Args;
+use crate::impl_block::{self, Owner};
 use crate::owned;
 use crate::signature::{self, source_text, ActionFn, Arg, Shape};
 use crate::valid::{self, Errors};
@@ -18,7 +19,7 @@ pub(crate) fn offline_action(args: TokenStream, item: TokenStream) -> TokenStrea
     match expand(args, item.clone()) {
         Ok(expanded) => expanded,
         Err(error) => {
-            let mut tokens = item;
+            let mut tokens = impl_block::without_markers(item);
             tokens.extend(error.into_compile_error());
             tokens
         }
@@ -27,6 +28,9 @@ pub(crate) fn offline_action(args: TokenStream, item: TokenStream) -> TokenStrea
 
 /// Parses, lowers and checks, collecting every error, then writes the expansion.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    if let Ok(item) = syn::parse2::<ItemImpl>(item.clone()) {
+        return impl_block::expand(args, item);
+    }
     let mut errors = Errors::default();
     let args = errors.check(syn::parse2::<Args>(args));
     let func = errors.check(parse_fn(item)).map(signature::lower);
@@ -37,7 +41,28 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let (Some(args), Some(func)) = (args, func) else {
         unreachable!("a step that produced nothing has pushed an error");
     };
-    Ok(Expansion::new(&args, &func).into_token_stream())
+    Ok(Expansion::new(&args, &func, None).into_token_stream())
+}
+
+/// The expansion of an associated fn of `owner` marked `#[offline_action(args)]`: what goes
+/// inside the `impl` block (the rewritten fn and its body), and what goes next to it.
+pub(crate) fn expand_associated(
+    args: TokenStream,
+    item: ItemFn,
+    owner: &Owner,
+) -> syn::Result<(TokenStream, TokenStream)> {
+    let mut errors = Errors::default();
+    let args = errors.check(syn::parse2::<Args>(args));
+    let func = signature::lower(item);
+    errors.check(valid::check(&func));
+    errors.finish()?;
+    let Some(args) = args else {
+        unreachable!("a step that produced nothing has pushed an error");
+    };
+    let expansion = Expansion::new(&args, &func, Some(owner));
+    let mut inside = expansion.function();
+    inside.extend(expansion.body_fn());
+    Ok((inside, expansion.items()))
 }
 
 /// Parses the item as a function, or explains that the attribute belongs on one.
@@ -77,8 +102,10 @@ struct Expansion<'a> {
     version: LitInt,
     /// `true` for `query`.
     query: bool,
-    /// The user's local handler.
-    local: Option<&'a Path>,
+    /// The user's local handler (with a leading `Self` resolved for an associated fn).
+    local: Option<TokenStream>,
+    /// The type whose `impl` block holds the function, for an associated fn.
+    owner: Option<&'a Owner>,
     /// The parameters struct.
     params: Ident,
     /// The action type.
@@ -92,12 +119,20 @@ struct Expansion<'a> {
 
 impl<'a> Expansion<'a> {
     /// Resolves names and defaults.
-    fn new(args: &'a Args, func: &'a ActionFn) -> Self {
+    fn new(args: &'a Args, func: &'a ActionFn, owner: Option<&'a Owner>) -> Self {
         let ident = func.ident();
         let fn_name = ident.unraw().to_string();
-        let pascal = pascal_case(&fn_name);
+        // An associated fn's names start with its type's: `Api::add` is `ApiAddAction`.
+        let (pascal, default_name) = match owner {
+            Some(owner) => (
+                format!("{}{}", owner.name.unraw(), pascal_case(&fn_name)),
+                format!("{}::{fn_name}", owner.name.unraw()),
+            ),
+            None => (pascal_case(&fn_name), fn_name.clone()),
+        };
         Expansion {
             func,
+            owner,
             krate: args
                 .krate
                 .as_ref()
@@ -105,13 +140,16 @@ impl<'a> Expansion<'a> {
             name: args
                 .name
                 .clone()
-                .unwrap_or_else(|| LitStr::new(&fn_name, ident.span())),
+                .unwrap_or_else(|| LitStr::new(&default_name, ident.span())),
             version: args.version.as_ref().map_or_else(
                 || LitInt::new("1", Span::call_site()),
                 |version| LitInt::new(&version.value.to_string(), version.span),
             ),
             query: args.query.is_some(),
-            local: args.local.as_ref(),
+            local: args.local.as_ref().map(|path| match owner {
+                Some(owner) => owner.resolve_self(path),
+                None => path.to_token_stream(),
+            }),
             params: args
                 .params
                 .clone()
@@ -248,7 +286,7 @@ impl<'a> Expansion<'a> {
         let serde_crate = format!("{}::__private::serde", source_text(&self.krate));
         let doc = format!(
             " The arguments of [`{}`], as queued for replay.",
-            self.func.ident()
+            self.doc_path()
         );
         let params = &self.params;
         let fields = self.func.args().map(|arg| {
@@ -260,7 +298,7 @@ impl<'a> Expansion<'a> {
                 let doc = format!(
                     " The `{}` argument of [`{}`].",
                     field.unraw(),
-                    self.func.ident()
+                    self.doc_path()
                 );
                 quote!(#[doc = #doc])
             };
@@ -326,7 +364,7 @@ impl<'a> Expansion<'a> {
     fn action_type(&self) -> TokenStream {
         let vis = &self.func.vis;
         let cfgs = self.cfgs();
-        let doc = format!(" The offline action behind [`{}`].", self.func.ident());
+        let doc = format!(" The offline action behind [`{}`].", self.doc_path());
         let action = &self.action;
         quote! {
             #[doc = #doc]
@@ -391,6 +429,27 @@ impl<'a> Expansion<'a> {
         let body = &self.func.body.stmts;
         let lints = self.func.attrs.iter().filter_map(lint_for_body);
         let params_var = Ident::new("params", Span::mixed_site());
+        // An associated fn's body stays in its `impl` block, where `Self` means what it wrote;
+        // the arguments are passed to it there, so their `mut` belongs there too.
+        let mutability = |arg: &Arg| {
+            arg.binding
+                .as_ref()
+                .and_then(|binding| binding.mutability)
+                .filter(|_| self.owner.is_none())
+        };
+        let body = match self.owner {
+            Some(owner) => {
+                let self_ty = &owner.self_ty;
+                let body_fn = self.body_fn_ident();
+                let args = self.func.args().map(Arg::ident);
+                quote!(<#self_ty>::#body_fn(#(#args),*).await)
+            }
+            None => quote!(#(#body)*),
+        };
+        let lints: Vec<_> = match self.owner {
+            Some(_) => Vec::new(),
+            None => lints.collect(),
+        };
         let (input, unpack) = if self.func.args().next().is_none() {
             (quote!(_), TokenStream::new())
         } else {
@@ -399,7 +458,7 @@ impl<'a> Expansion<'a> {
                 .args()
                 .map(|arg| match (&arg.shape, &arg.binding) {
                     (Shape::Owned, Some(binding)) => {
-                        let mutability = &binding.mutability;
+                        let mutability = mutability(arg);
                         let ident = &binding.ident;
                         quote!(#mutability #ident)
                     }
@@ -410,8 +469,7 @@ impl<'a> Expansion<'a> {
             let borrows = self.func.args().filter_map(|arg| {
                 if let Shape::Nested(part) = &arg.shape {
                     let ident = arg.ident();
-                    let mutability = arg.binding.as_ref().and_then(|binding| binding.mutability);
-                    return Some(owned::borrow_back(part, &arg.ty, &ident, &ident, mutability));
+                    return Some(owned::borrow_back(part, &arg.ty, &ident, &ident, mutability(arg)));
                 }
                 let (Shape::Str(reference)
                 | Shape::Slice(reference, _)
@@ -422,7 +480,7 @@ impl<'a> Expansion<'a> {
                 };
                 let and = &reference.and_token;
                 let elem = &reference.elem;
-                let mutability = arg.binding.as_ref().and_then(|binding| binding.mutability);
+                let mutability = mutability(arg);
                 let ident = arg.ident();
                 Some(quote! {
                     let #mutability #ident: #and #elem = ::core::borrow::Borrow::borrow(&#ident);
@@ -441,7 +499,7 @@ impl<'a> Expansion<'a> {
             fn server(#input: #params) -> #future {
                 async move {
                     #unpack
-                    #(#body)*
+                    #body
                 }
             }
         }
@@ -452,7 +510,7 @@ impl<'a> Expansion<'a> {
         let future = self.future();
         let params = &self.params;
         let params_var = Ident::new("params", Span::mixed_site());
-        let Some(handler) = self.local else {
+        let Some(handler) = &self.local else {
             let private = self.private(Span::call_site());
             let stub = if self.query {
                 quote!(cached_response)
@@ -513,6 +571,48 @@ impl<'a> Expansion<'a> {
         }
     }
 
+    /// The items next to the function: checks, parameters struct, action type and impl, and
+    /// registration.
+    fn items(&self) -> TokenStream {
+        let mut tokens = self.checks();
+        tokens.extend(self.params_struct());
+        tokens.extend(self.action_type());
+        tokens.extend(self.action_impl());
+        tokens.extend(self.registration());
+        tokens
+    }
+
+    /// How docs link to the function: `add`, or `Api::add` for an associated fn.
+    fn doc_path(&self) -> String {
+        let ident = self.func.ident();
+        match self.owner {
+            Some(owner) => format!("{}::{ident}", owner.name),
+            None => ident.to_string(),
+        }
+    }
+
+    /// The hidden associated fn that keeps an associated fn's body in its `impl` block.
+    fn body_fn_ident(&self) -> Ident {
+        format_ident!("__offline_action_{}", self.func.ident().unraw())
+    }
+
+    /// An associated fn's body, as written, in a hidden fn next to the rewritten one: the
+    /// action's online path calls it, so `Self` and private items keep their meaning.
+    fn body_fn(&self) -> TokenStream {
+        let func = self.func;
+        let mut sig = func.sig.clone();
+        sig.ident = self.body_fn_ident();
+        let cfgs = self.cfgs();
+        let lints = func.attrs.iter().filter_map(lint_for_body);
+        let body = &func.body;
+        quote! {
+            #(#cfgs)*
+            #(#lints)*
+            #[doc(hidden)]
+            #sig #body
+        }
+    }
+
     /// The function's `#[cfg(...)]` attributes, which the generated items share.
     fn cfgs(&self) -> impl Iterator<Item = &Attribute> {
         self.func
@@ -525,11 +625,7 @@ impl<'a> Expansion<'a> {
 impl ToTokens for Expansion<'_> {
     fn to_tokens(&self, tokens: &mut TokenStream) {
         tokens.extend(self.function());
-        tokens.extend(self.checks());
-        tokens.extend(self.params_struct());
-        tokens.extend(self.action_type());
-        tokens.extend(self.action_impl());
-        tokens.extend(self.registration());
+        tokens.extend(self.items());
     }
 }
 

@@ -14,8 +14,9 @@ pub(crate) fn check(func: &ActionFn) -> syn::Result<()> {
         match input {
             Input::Receiver(receiver) => errors.push(syn::Error::new_spanned(
                 receiver,
-                "`self` is not supported: `#[offline_action]` goes on free functions, which the \
-                 runtime can call again when it replays a queued call",
+                "`self` is not supported: `#[offline_action]` goes on free functions and on \
+                 associated fns without a receiver, which the runtime can call again when it \
+                 replays a queued call",
             )),
             Input::Arg(arg) => check_arg(arg, &mut errors),
         }
