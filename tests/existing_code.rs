@@ -58,7 +58,10 @@ fn request(what: String) -> Result<(), Failure> {
         if !s.failures.is_empty() {
             return Err(s.failures.remove(0));
         }
-        assert!(!s.applied.iter().any(|(seen, _)| *seen == id), "applied twice");
+        assert!(
+            !s.applied.iter().any(|(seen, _)| *seen == id),
+            "applied twice"
+        );
         s.applied.push((id, what));
         Ok(())
     })
@@ -84,7 +87,11 @@ fn service(online: bool) -> (SyncService, ManualConnectivity, ManualClock) {
 fn replay_after_one_retry(service: &SyncService, clock: &ManualClock, failure: Failure) -> usize {
     server(|s| s.failures.push(failure));
     let retried = block_on(service.replay()).unwrap();
-    assert_eq!((retried.synced, retried.retried), (0, 1), "{failure:?} is transient");
+    assert_eq!(
+        (retried.synced, retried.retried),
+        (0, 1),
+        "{failure:?} is transient"
+    );
     clock.advance(Duration::from_secs(3600));
     let report = block_on(service.replay()).unwrap();
     assert_eq!(report.remaining, 0);
@@ -103,10 +110,10 @@ mod anyhow_errors {
     #[offline_action]
     pub async fn save_note(text: String) -> anyhow::Result<usize> {
         request(format!("save {text}")).map_err(|failure| match failure {
-            Failure::Timeout => anyhow::Error::new(std::io::Error::from(
-                std::io::ErrorKind::TimedOut,
-            ))
-            .context("saving the note"),
+            Failure::Timeout => {
+                anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                    .context("saving the note")
+            }
             Failure::Busy => anyhow::Error::new(Busy),
             Failure::Rejected => anyhow::anyhow!("notes cannot be empty"),
         })?;
@@ -128,7 +135,10 @@ mod anyhow_errors {
         );
         net.set_online(false);
         let offline = block_on(service.scope(save_note("c".into()))).unwrap_err();
-        assert!(matches!(offline.downcast_ref::<SyncError>(), Some(SyncError::Queued { .. })));
+        assert!(matches!(
+            offline.downcast_ref::<SyncError>(),
+            Some(SyncError::Queued { .. })
+        ));
         assert_eq!(block_on(service.queued()).unwrap().len(), 2);
 
         net.set_online(true);
@@ -170,15 +180,25 @@ mod boxed_errors {
 
         server(|s| s.failures.push(Failure::Rejected));
         let rejected = block_on(service.scope(delete_file("c".into()))).unwrap_err();
-        assert_eq!(rejected.to_string(), "no such file", "permanent: returned as it is");
+        assert_eq!(
+            rejected.to_string(),
+            "no such file",
+            "permanent: returned as it is"
+        );
         assert!(block_on(service.queued()).unwrap().is_empty());
 
         // Our registered type, boxed, is transient: the call is queued.
         server(|s| s.failures.push(Failure::Busy));
         let queued = block_on(service.scope(delete_file("b".into()))).unwrap_err();
-        assert!(matches!(sync_error(&*queued), Some(SyncError::Queued { .. })), "{queued:?}");
+        assert!(
+            matches!(sync_error(&*queued), Some(SyncError::Queued { .. })),
+            "{queued:?}"
+        );
 
-        assert_eq!(replay_after_one_retry(&service, &clock, Failure::Timeout), 1);
+        assert_eq!(
+            replay_after_one_retry(&service, &clock, Failure::Timeout),
+            1
+        );
         assert_eq!(applied(), ["delete a", "delete b"]);
     }
 }
@@ -211,19 +231,34 @@ mod borrows_inside_arguments {
     fn online_offline_and_replayed() {
         let (service, net, clock) = service(true);
         let tags = ["red", "big"];
-        assert_eq!(block_on(service.scope(tag(1, Some("new"), &tags))).unwrap(), 2);
+        assert_eq!(
+            block_on(service.scope(tag(1, Some("new"), &tags))).unwrap(),
+            2
+        );
 
         net.set_online(false);
         let queued = block_on(service.scope(tag(2, None, &["small"]))).unwrap_err();
-        assert!(matches!(queued, AppError::Sync(SyncError::Queued { .. })), "{queued:?}");
+        assert!(
+            matches!(queued, AppError::Sync(SyncError::Queued { .. })),
+            "{queued:?}"
+        );
         let records = block_on(service.queued()).unwrap();
-        assert_eq!(records[0].params, r#"{"id":2,"note":null,"tags":["small"]}"#);
+        assert_eq!(
+            records[0].params,
+            r#"{"id":2,"note":null,"tags":["small"]}"#
+        );
 
         net.set_online(true);
-        assert_eq!(replay_after_one_retry(&service, &clock, Failure::Timeout), 1);
+        assert_eq!(
+            replay_after_one_retry(&service, &clock, Failure::Timeout),
+            1
+        );
         assert_eq!(
             applied(),
-            [r#"tag 1 Some("new") ["red", "big"]"#, r#"tag 2 None ["small"]"#]
+            [
+                r#"tag 1 Some("new") ["red", "big"]"#,
+                r#"tag 2 None ["small"]"#
+            ]
         );
     }
 }
@@ -272,13 +307,20 @@ mod associated_fns {
         assert_eq!(block_on(service.scope(Api::add(1, 2))).unwrap(), 3);
 
         net.set_online(false);
-        assert_eq!(block_on(service.scope(Api::add(3, 4))).unwrap(), 7, "answered locally");
+        assert_eq!(
+            block_on(service.scope(Api::add(3, 4))).unwrap(),
+            7,
+            "answered locally"
+        );
         let queued = block_on(service.queued()).unwrap();
         assert_eq!(queued[0].name, "Api::add");
         assert_eq!(queued[0].params, r#"{"a":3,"b":4}"#);
 
         net.set_online(true);
-        assert_eq!(replay_after_one_retry(&service, &clock, Failure::Timeout), 1);
+        assert_eq!(
+            replay_after_one_retry(&service, &clock, Failure::Timeout),
+            1
+        );
         assert_eq!(applied(), ["add 1 2", "add 3 4"]);
     }
 }

@@ -5,7 +5,9 @@ use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, FnArg, Ident, Item, ItemFn, ItemImpl, LitInt, LitStr, Pat, PatIdent, PatType};
+use syn::{
+    Attribute, FnArg, Ident, Item, ItemFn, ItemImpl, LitInt, LitStr, Pat, PatIdent, PatType,
+};
 
 use crate::args::Args;
 use crate::impl_block::{self, Owner};
@@ -388,7 +390,10 @@ impl<'a> Expansion<'a> {
             quote!(Mutation)
         };
         let output = &self.output;
-        let (ok, err) = (self.result_part(ResultPart::Ok), self.result_part(ResultPart::Err));
+        let (ok, err) = (
+            self.result_part(ResultPart::Ok),
+            self.result_part(ResultPart::Err),
+        );
         let arg_bounds = self.arg_bounds();
         let server = self.server();
         let local = self.local();
@@ -450,23 +455,24 @@ impl<'a> Expansion<'a> {
             Some(_) => Vec::new(),
             None => lints.collect(),
         };
-        let (input, unpack) = if self.func.args().next().is_none() {
-            (quote!(_), TokenStream::new())
-        } else {
-            let bindings = self
-                .func
-                .args()
-                .map(|arg| match (&arg.shape, &arg.binding) {
-                    (Shape::Owned, Some(binding)) => {
-                        let mutability = mutability(arg);
-                        let ident = &binding.ident;
-                        quote!(#mutability #ident)
-                    }
-                    _ => arg.ident().to_token_stream(),
-                });
-            // Borrowed arguments are borrowed again from their owned fields, so the body sees
-            // the types it was written for.
-            let borrows = self.func.args().filter_map(|arg| {
+        let (input, unpack) =
+            if self.func.args().next().is_none() {
+                (quote!(_), TokenStream::new())
+            } else {
+                let bindings = self
+                    .func
+                    .args()
+                    .map(|arg| match (&arg.shape, &arg.binding) {
+                        (Shape::Owned, Some(binding)) => {
+                            let mutability = mutability(arg);
+                            let ident = &binding.ident;
+                            quote!(#mutability #ident)
+                        }
+                        _ => arg.ident().to_token_stream(),
+                    });
+                // Borrowed arguments are borrowed again from their owned fields, so the body sees
+                // the types it was written for.
+                let borrows = self.func.args().filter_map(|arg| {
                 if let Shape::Nested(part) = &arg.shape {
                     let ident = arg.ident();
                     return Some(owned::borrow_back(part, &arg.ty, &ident, &ident, mutability(arg)));
@@ -486,14 +492,14 @@ impl<'a> Expansion<'a> {
                     let #mutability #ident: #and #elem = ::core::borrow::Borrow::borrow(&#ident);
                 })
             });
-            (
-                params_var.to_token_stream(),
-                quote! {
-                    let #params { #(#bindings),* } = #params_var;
-                    #(#borrows)*
-                },
-            )
-        };
+                (
+                    params_var.to_token_stream(),
+                    quote! {
+                        let #params { #(#bindings),* } = #params_var;
+                        #(#borrows)*
+                    },
+                )
+            };
         quote! {
             #(#lints)*
             fn server(#input: #params) -> #future {
@@ -752,8 +758,7 @@ impl ResultPart {
         let syn::Type::Path(path) = signature::ungroup(func.output.as_deref()?) else {
             return None;
         };
-        let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments
-        else {
+        let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
             return None;
         };
         args.args

@@ -200,9 +200,11 @@ impl VisitMut for ReplaceSelf<'_> {
         if let Type::Path(path) = ty {
             let starts_with_self = path.qself.is_none()
                 && path.path.leading_colon.is_none()
-                && path.path.segments.first().is_some_and(|first| {
-                    first.ident == "Self" && first.arguments.is_none()
-                });
+                && path
+                    .path
+                    .segments
+                    .first()
+                    .is_some_and(|first| first.ident == "Self" && first.arguments.is_none());
             if starts_with_self {
                 let self_ty = self.0;
                 let rest: Punctuated<_, Token![::]> =

@@ -66,16 +66,27 @@ pub(crate) fn to_owned(
         }
         Part::Vec(inner) => {
             let inner = to_owned(inner, item.to_token_stream(), private, depth + 1);
-            collect(quote!(::core::iter::IntoIterator::into_iter(#value)), &item, &inner)
+            collect(
+                quote!(::core::iter::IntoIterator::into_iter(#value)),
+                &item,
+                &inner,
+            )
         }
         Part::RefSlice(_, inner) => {
             let cloned = quote!(::core::clone::Clone::clone(#item));
             let inner = to_owned(inner, cloned, private, depth + 1);
-            collect(quote!(::core::iter::IntoIterator::into_iter(#value)), &item, &inner)
+            collect(
+                quote!(::core::iter::IntoIterator::into_iter(#value)),
+                &item,
+                &inner,
+            )
         }
-        Part::RefTo(_, inner) => {
-            to_owned(inner, quote!(::core::clone::Clone::clone(#value)), private, depth)
-        }
+        Part::RefTo(_, inner) => to_owned(
+            inner,
+            quote!(::core::clone::Clone::clone(#value)),
+            private,
+            depth,
+        ),
         Part::Tuple(parts) => {
             let names: Vec<Ident> = (0..parts.len())
                 .map(|index| format_ident!("{item}_{index}", span = Span::mixed_site()))
@@ -108,7 +119,11 @@ pub(crate) fn borrow_back(
         Part::RefSlice(_, inner) => {
             let item = binding(0);
             let view = view(inner, &item, 1);
-            let built = collect(quote!(::core::iter::IntoIterator::into_iter(&#field)), &item, &view);
+            let built = collect(
+                quote!(::core::iter::IntoIterator::into_iter(&#field)),
+                &item,
+                &view,
+            );
             quote! {
                 let #owned: ::std::vec::Vec<_> = #built;
                 let #mutability #ident: #ty = &#owned;
@@ -143,7 +158,11 @@ fn view(part: &Part, owned: &Ident, depth: usize) -> TokenStream {
         }
         Part::Vec(inner) => {
             let inner = view(inner, &item, depth + 1);
-            collect(quote!(::core::iter::IntoIterator::into_iter(#owned)), &item, &inner)
+            collect(
+                quote!(::core::iter::IntoIterator::into_iter(#owned)),
+                &item,
+                &inner,
+            )
         }
         Part::Tuple(parts) => {
             let views = parts.iter().enumerate().map(|(index, part)| {

@@ -221,10 +221,9 @@ fn part_of(ty: &Type, top: bool) -> Part {
                 return Part::Owned(Box::new(ty.clone()));
             }
             match ungroup(&reference.elem) {
-                Type::Slice(slice) => Part::RefSlice(
-                    reference.clone(),
-                    Box::new(part_of(&slice.elem, false)),
-                ),
+                Type::Slice(slice) => {
+                    Part::RefSlice(reference.clone(), Box::new(part_of(&slice.elem, false)))
+                }
                 elem => Part::RefTo(reference.clone(), Box::new(part_of(elem, false))),
             }
         }

@@ -36,7 +36,9 @@ pub struct RegisteredErrorType {
 impl RegisteredErrorType {
     /// The registration of `T`.
     pub const fn of<T: Error + ClassifyError + 'static>() -> Self {
-        Self { find: downcast::<T> }
+        Self {
+            find: downcast::<T>,
+        }
     }
 }
 

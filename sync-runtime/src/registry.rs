@@ -98,7 +98,10 @@ impl fmt::Debug for Registration {
 
 inventory::collect!(Registration);
 
-pub(crate) fn replay<A: Action>(params: String, context: ActionContext) -> BoxFuture<'static, Attempt> {
+pub(crate) fn replay<A: Action>(
+    params: String,
+    context: ActionContext,
+) -> BoxFuture<'static, Attempt> {
     boxed(async move {
         let params: A::Params = match serde_json::from_str(&params) {
             Ok(params) => params,
