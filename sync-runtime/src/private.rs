@@ -169,8 +169,9 @@ pub mod unchecked {
             replay: UNCHECKED_REPLAY,
         };
 
-        /// A future that never finishes, of whatever type the function returns.
+        /// A future of whatever type the function returns; never built (see [`FailedCheck`]).
         fn execute<P, R>(_params: P) -> core::future::Pending<R> {
+            let () = FailedCheck::<R>::STOP;
             core::future::pending()
         }
     }
@@ -179,13 +180,24 @@ pub mod unchecked {
 
     /// The fallback of [`Own`].
     pub trait UnownedArg<T: ?Sized> {
-        /// Never returns.
+        /// A value of whatever type the field has; never built (see [`FailedCheck`]).
         fn own<O>(_value: &T) -> O {
+            let () = FailedCheck::<O>::STOP;
             unreachable!("a type that failed its check is never owned")
         }
     }
 
     impl<T: ?Sized> UnownedArg<T> for Own<T> {}
+
+    /// A fallback is only picked in a build that already failed its checks, which never gets
+    /// as far as code generation. Should one ever be picked in a build that passed them, its
+    /// code generation evaluates `STOP` and fails the build, rather than a call hanging.
+    pub struct FailedCheck<T>(core::marker::PhantomData<T>);
+
+    impl<T> FailedCheck<T> {
+        /// Fails the build where it is evaluated.
+        pub const STOP: () = panic!("an `#[offline_action]` check failed; see the errors above");
+    }
 
     const UNCHECKED_REPLAY: ReplayFn =
         |_, _| boxed(async { Attempt::BadParams("this action failed its checks".into()) });
