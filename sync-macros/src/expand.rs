@@ -114,8 +114,8 @@ struct Expansion<'a> {
     action: Ident,
     /// The function's return type.
     output: TokenStream,
-    /// Where the return type starts: generated code that names the action's result types is
-    /// spanned there, so a return type that does not fit is reported on it.
+    /// Where the return type is: the futures of both paths are spanned there, so a body whose
+    /// future does not fit (not `Send`, say) is reported on it.
     output_span: Span,
 }
 
