@@ -70,7 +70,9 @@ use proc_macro::TokenStream;
 /// `#[offline_action(...)]` inside be actions (they take no `self`). The block must be
 /// inherent and not generic. Each action is named after the type (`Api::add`, with
 /// `ApiAddParams` and `ApiAddAction` next to the block); `Self` keeps its meaning in the
-/// signature, the body and `local = Self::...`.
+/// signature, the body and `local = Self::...`. (An attribute on a fn alone cannot tell it is
+/// in an `impl` block: without the block's attribute, rustc reports the generated items it
+/// cannot place there.)
 ///
 /// ```ignore
 /// #[offline_action]
