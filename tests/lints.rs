@@ -182,6 +182,29 @@ pub mod catalog {
         Ok(())
     }
 
+    /// Searches, with borrows inside the arguments.
+    ///
+    /// # Errors
+    /// When the server fails.
+    #[offline_action(query)]
+    pub async fn search(
+        query: Option<&str>,
+        tags: &[&str],
+        pairs: Vec<(&str, u32)>,
+    ) -> Result<usize, AppError> {
+        Ok(query.map_or(0, str::len) + tags.len() + pairs.len())
+    }
+
+    /// Counts, failing the way `anyhow` code does.
+    ///
+    /// # Errors
+    /// When the text is empty.
+    #[offline_action]
+    pub async fn count(text: String) -> anyhow::Result<usize> {
+        anyhow::ensure!(!text.is_empty(), "nothing to count");
+        Ok(text.len())
+    }
+
     /// Calls the private and crate-visible actions.
     ///
     /// # Errors

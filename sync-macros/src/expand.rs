@@ -5,9 +5,13 @@ use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, FnArg, Ident, Item, ItemFn, LitInt, LitStr, Pat, PatIdent, PatType, Path};
+use syn::{
+    Attribute, FnArg, Ident, Item, ItemFn, ItemImpl, LitInt, LitStr, Pat, PatIdent, PatType,
+};
 
 use crate::args::Args;
+use crate::impl_block::{self, Owner};
+use crate::owned;
 use crate::signature::{self, source_text, ActionFn, Arg, Shape};
 use crate::valid::{self, Errors};
 
@@ -17,7 +21,7 @@ pub(crate) fn offline_action(args: TokenStream, item: TokenStream) -> TokenStrea
     match expand(args, item.clone()) {
         Ok(expanded) => expanded,
         Err(error) => {
-            let mut tokens = item;
+            let mut tokens = impl_block::without_markers(item);
             tokens.extend(error.into_compile_error());
             tokens
         }
@@ -26,6 +30,9 @@ pub(crate) fn offline_action(args: TokenStream, item: TokenStream) -> TokenStrea
 
 /// Parses, lowers and checks, collecting every error, then writes the expansion.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    if let Ok(item) = syn::parse2::<ItemImpl>(item.clone()) {
+        return impl_block::expand(args, item);
+    }
     let mut errors = Errors::default();
     let args = errors.check(syn::parse2::<Args>(args));
     let func = errors.check(parse_fn(item)).map(signature::lower);
@@ -36,7 +43,28 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let (Some(args), Some(func)) = (args, func) else {
         unreachable!("a step that produced nothing has pushed an error");
     };
-    Ok(Expansion::new(&args, &func).into_token_stream())
+    Ok(Expansion::new(&args, &func, None).into_token_stream())
+}
+
+/// The expansion of an associated fn of `owner` marked `#[offline_action(args)]`: what goes
+/// inside the `impl` block (the rewritten fn and its body), and what goes next to it.
+pub(crate) fn expand_associated(
+    args: TokenStream,
+    item: ItemFn,
+    owner: &Owner,
+) -> syn::Result<(TokenStream, TokenStream)> {
+    let mut errors = Errors::default();
+    let args = errors.check(syn::parse2::<Args>(args));
+    let func = signature::lower(item);
+    errors.check(valid::check(&func));
+    errors.finish()?;
+    let Some(args) = args else {
+        unreachable!("a step that produced nothing has pushed an error");
+    };
+    let expansion = Expansion::new(&args, &func, Some(owner));
+    let mut inside = expansion.function();
+    inside.extend(expansion.body_fn());
+    Ok((inside, expansion.items()))
 }
 
 /// Parses the item as a function, or explains that the attribute belongs on one.
@@ -76,27 +104,37 @@ struct Expansion<'a> {
     version: LitInt,
     /// `true` for `query`.
     query: bool,
-    /// The user's local handler.
-    local: Option<&'a Path>,
+    /// The user's local handler (with a leading `Self` resolved for an associated fn).
+    local: Option<TokenStream>,
+    /// The type whose `impl` block holds the function, for an associated fn.
+    owner: Option<&'a Owner>,
     /// The parameters struct.
     params: Ident,
     /// The action type.
     action: Ident,
     /// The function's return type.
     output: TokenStream,
-    /// Where the return type starts: generated code that names the action's result types is
-    /// spanned there, so a return type that does not fit is reported on it.
+    /// Where the return type is: the futures of both paths are spanned there, so a body whose
+    /// future does not fit (not `Send`, say) is reported on it.
     output_span: Span,
 }
 
 impl<'a> Expansion<'a> {
     /// Resolves names and defaults.
-    fn new(args: &'a Args, func: &'a ActionFn) -> Self {
+    fn new(args: &'a Args, func: &'a ActionFn, owner: Option<&'a Owner>) -> Self {
         let ident = func.ident();
         let fn_name = ident.unraw().to_string();
-        let pascal = pascal_case(&fn_name);
+        // An associated fn's names start with its type's: `Api::add` is `ApiAddAction`.
+        let (pascal, default_name) = match owner {
+            Some(owner) => (
+                format!("{}{}", owner.name.unraw(), pascal_case(&fn_name)),
+                format!("{}::{fn_name}", owner.name.unraw()),
+            ),
+            None => (pascal_case(&fn_name), fn_name.clone()),
+        };
         Expansion {
             func,
+            owner,
             krate: args
                 .krate
                 .as_ref()
@@ -104,13 +142,16 @@ impl<'a> Expansion<'a> {
             name: args
                 .name
                 .clone()
-                .unwrap_or_else(|| LitStr::new(&fn_name, ident.span())),
+                .unwrap_or_else(|| LitStr::new(&default_name, ident.span())),
             version: args.version.as_ref().map_or_else(
                 || LitInt::new("1", Span::call_site()),
                 |version| LitInt::new(&version.value.to_string(), version.span),
             ),
             query: args.query.is_some(),
-            local: args.local.as_ref(),
+            local: args.local.as_ref().map(|path| match owner {
+                Some(owner) => owner.resolve_self(path),
+                None => path.to_token_stream(),
+            }),
             params: args
                 .params
                 .clone()
@@ -152,35 +193,91 @@ impl<'a> Expansion<'a> {
             .collect();
         let attrs = &func.attrs;
         let vis = &func.vis;
-        let private = self.private(self.output_span);
+        let private = self.private(Span::call_site());
         let action = &self.action;
         let params = &self.params;
         let fields = func.args().map(|arg| {
             let field = arg.ident();
             let value = hidden(&field);
-            // Spanned at the argument's type, where a missing `Clone` is reported.
-            let owned = match arg.shape {
+            let owned = match &arg.shape {
                 Shape::Owned | Shape::MutRef(_) => value.to_token_stream(),
-                Shape::Cloned(..) => {
-                    quote_spanned!(arg.ty.span()=> ::core::clone::Clone::clone(#value))
-                }
-                Shape::Str(_) | Shape::Slice(..) | Shape::ToOwned(..) => {
-                    quote_spanned!(arg.ty.span()=> ::std::borrow::ToOwned::to_owned(#value))
+                Shape::Nested(part) => owned::to_owned(part, value.to_token_stream(), &private, 0),
+                Shape::Str(reference)
+                | Shape::Slice(reference, _)
+                | Shape::Cloned(reference, _)
+                | Shape::ToOwned(reference, _) => {
+                    let elem = &reference.elem;
+                    quote!(#private::Own::<#elem>::own(#value))
                 }
             };
             quote!(#field: #owned)
         });
-        // Spanned at the return type, like everything that names the action's result types:
-        // a return type that does not fit is then reported once, there.
-        let call = quote_spanned! {self.output_span=>
-            #private::run::<#action>(#params { #(#fields),* }).await
-        };
+        // `unchecked` brings the fallbacks that keep a type that failed its check from being
+        // reported again here (see `checks`).
         quote! {
             #(#attrs)*
             #vis #sig {
-                #call
+                #[allow(unused_imports)]
+                use #private::unchecked::*;
+                #private::Checked::<#action>::execute(#params { #(#fields),* }).await
             }
         }
+    }
+
+    /// The argument checks, one per argument, each spanned at its type: the one place where an
+    /// argument type that does not fit is reported. The other items hold only when these pass.
+    fn checks(&self) -> TokenStream {
+        let cfgs = self.cfgs();
+        let args = self.func.args().map(|arg| {
+            let span = arg.ty.span();
+            let private = self.private(span);
+            let ty = field_type(arg);
+            quote_spanned!(span=> #private::check_arg::<#ty>();)
+        });
+        let output = |part: ResultPart| {
+            let span = part.span(self.func);
+            let private = self.private(span);
+            let check = Ident::new(part.check(), span);
+            let output = respan_located(self.output.clone(), span);
+            let ty = self.result_part(part);
+            quote_spanned!(span=> #private::#check::<#output, #ty>();)
+        };
+        let (ok, err) = (output(ResultPart::Ok), output(ResultPart::Err));
+        quote! {
+            #(#cfgs)*
+            const _: () = {
+                #(#args)*
+                #ok
+                #err
+            };
+        }
+    }
+
+    /// The success or error type: as written inside the return type when it shows it
+    /// (`Result<T, E>`, `anyhow::Result<T>`), else the return type's projection.
+    fn result_part(&self, part: ResultPart) -> TokenStream {
+        if let Some(ty) = part.as_written(self.func) {
+            return ty.to_token_stream();
+        }
+        let span = part.span(self.func);
+        let output = respan_located(self.output.clone(), span);
+        let private = self.private(span);
+        let name = Ident::new(part.name(), span);
+        quote_spanned!(span=> <#output as #private::ActionResult>::#name)
+    }
+
+    /// The checks as bounds, for the items that hold only when they pass. `for<'__a>` keeps
+    /// rustc from rejecting them as "trivial bounds" and makes them assumptions inside the item.
+    fn arg_bounds(&self) -> Vec<TokenStream> {
+        let private = self.private(Span::call_site());
+        let mut seen = std::collections::HashSet::new();
+        self.func
+            .args()
+            .map(field_type)
+            // Two arguments of one type need one bound.
+            .filter(|ty| seen.insert(ty.to_string()))
+            .map(|ty| quote!(for<'__a> #ty: #private::ActionArg))
+            .collect()
     }
 
     /// The struct the arguments are queued in.
@@ -191,7 +288,7 @@ impl<'a> Expansion<'a> {
         let serde_crate = format!("{}::__private::serde", source_text(&self.krate));
         let doc = format!(
             " The arguments of [`{}`], as queued for replay.",
-            self.func.ident()
+            self.doc_path()
         );
         let params = &self.params;
         let fields = self.func.args().map(|arg| {
@@ -203,7 +300,7 @@ impl<'a> Expansion<'a> {
                 let doc = format!(
                     " The `{}` argument of [`{}`].",
                     field.unraw(),
-                    self.func.ident()
+                    self.doc_path()
                 );
                 quote!(#[doc = #doc])
             };
@@ -218,6 +315,7 @@ impl<'a> Expansion<'a> {
         });
         // The fields are the arguments: a leading `_` marks one the body ignores, not a private
         // field, and the field must stay public for callers to build the struct.
+        let clone_and_debug = self.params_clone_and_debug();
         let underscore_fields = self
             .func
             .args()
@@ -227,15 +325,39 @@ impl<'a> Expansion<'a> {
             #[doc = #doc]
             #(#cfgs)*
             #underscore_fields
-            #[derive(
-                ::core::clone::Clone,
-                ::core::fmt::Debug,
-                #private::serde::Serialize,
-                #private::serde::Deserialize,
-            )]
+            #[derive(#private::serde::Serialize, #private::serde::Deserialize)]
             #[serde(crate = #serde_crate)]
             #vis struct #params {
                 #(#fields,)*
+            }
+            #clone_and_debug
+        }
+    }
+
+    /// `Clone` and `Debug` for the parameters struct, holding only when every argument type
+    /// passes its check (a derive would report a failed one again).
+    fn params_clone_and_debug(&self) -> TokenStream {
+        let cfgs: Vec<_> = self.cfgs().collect();
+        let params = &self.params;
+        let bounds = self.arg_bounds();
+        let fields: Vec<Ident> = self.func.args().map(Arg::ident).collect();
+        let names = fields.iter().map(|field| field.unraw().to_string());
+        let name = params.to_string();
+        let formatter = Ident::new("f", Span::mixed_site());
+        quote! {
+            #(#cfgs)*
+            impl ::core::clone::Clone for #params where #(#bounds,)* {
+                fn clone(&self) -> Self {
+                    Self { #(#fields: ::core::clone::Clone::clone(&self.#fields),)* }
+                }
+            }
+            #(#cfgs)*
+            impl ::core::fmt::Debug for #params where #(#bounds,)* {
+                fn fmt(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    #formatter.debug_struct(#name)
+                        #(.field(#names, &self.#fields))*
+                        .finish()
+                }
             }
         }
     }
@@ -244,7 +366,7 @@ impl<'a> Expansion<'a> {
     fn action_type(&self) -> TokenStream {
         let vis = &self.func.vis;
         let cfgs = self.cfgs();
-        let doc = format!(" The offline action behind [`{}`].", self.func.ident());
+        let doc = format!(" The offline action behind [`{}`].", self.doc_path());
         let action = &self.action;
         quote! {
             #[doc = #doc]
@@ -267,28 +389,28 @@ impl<'a> Expansion<'a> {
         } else {
             quote!(Mutation)
         };
-        // Spanned at the return type, so a type that is not a fitting `Result` is reported there.
         let output = &self.output;
-        let result = self.private(self.output_span);
-        let result_types = quote_spanned! {self.output_span=>
-            type Output = <#output as #result::ActionResult>::Ok;
-            type Error = <#output as #result::ActionResult>::Err;
-        };
-        // The parameters struct is `Serialize + Deserialize` only when every argument type is
-        // queueable (see `params_struct`); this is where that is required, so an argument type
-        // that is not is reported here, on the argument list, naming the type.
-        let mut params_at_args = params.clone();
-        params_at_args.set_span(self.func.sig.paren_token.span.join());
+        let (ok, err) = (
+            self.result_part(ResultPart::Ok),
+            self.result_part(ResultPart::Err),
+        );
+        let arg_bounds = self.arg_bounds();
         let server = self.server();
         let local = self.local();
         quote! {
             #(#cfgs)*
-            impl #private::Action for #action {
+            impl #private::Action for #action
+            where
+                #(#arg_bounds,)*
+                for<'__a> #ok: #private::ActionOutput,
+                for<'__a> #err: #private::ActionError,
+            {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
                 const KIND: #private::ActionKind = #private::ActionKind::#kind;
-                type Params = #params_at_args;
-                #result_types
+                type Params = #params;
+                type Output = <#output as #private::ActionResult>::Ok;
+                type Error = <#output as #private::ActionResult>::Err;
                 #server
                 #local
             }
@@ -312,23 +434,49 @@ impl<'a> Expansion<'a> {
         let body = &self.func.body.stmts;
         let lints = self.func.attrs.iter().filter_map(lint_for_body);
         let params_var = Ident::new("params", Span::mixed_site());
-        let (input, unpack) = if self.func.args().next().is_none() {
-            (quote!(_), TokenStream::new())
-        } else {
-            let bindings = self
-                .func
-                .args()
-                .map(|arg| match (&arg.shape, &arg.binding) {
-                    (Shape::Owned, Some(binding)) => {
-                        let mutability = &binding.mutability;
-                        let ident = &binding.ident;
-                        quote!(#mutability #ident)
-                    }
-                    _ => arg.ident().to_token_stream(),
-                });
-            // Borrowed arguments are borrowed again from their owned fields, so the body sees
-            // the types it was written for.
-            let borrows = self.func.args().filter_map(|arg| {
+        // An associated fn's body stays in its `impl` block, where `Self` means what it wrote;
+        // the arguments are passed to it there, so their `mut` belongs there too.
+        let mutability = |arg: &Arg| {
+            arg.binding
+                .as_ref()
+                .and_then(|binding| binding.mutability)
+                .filter(|_| self.owner.is_none())
+        };
+        let body = match self.owner {
+            Some(owner) => {
+                let self_ty = &owner.self_ty;
+                let body_fn = self.body_fn_ident();
+                let args = self.func.args().map(Arg::ident);
+                quote!(<#self_ty>::#body_fn(#(#args),*).await)
+            }
+            None => quote!(#(#body)*),
+        };
+        let lints: Vec<_> = match self.owner {
+            Some(_) => Vec::new(),
+            None => lints.collect(),
+        };
+        let (input, unpack) =
+            if self.func.args().next().is_none() {
+                (quote!(_), TokenStream::new())
+            } else {
+                let bindings = self
+                    .func
+                    .args()
+                    .map(|arg| match (&arg.shape, &arg.binding) {
+                        (Shape::Owned, Some(binding)) => {
+                            let mutability = mutability(arg);
+                            let ident = &binding.ident;
+                            quote!(#mutability #ident)
+                        }
+                        _ => arg.ident().to_token_stream(),
+                    });
+                // Borrowed arguments are borrowed again from their owned fields, so the body sees
+                // the types it was written for.
+                let borrows = self.func.args().filter_map(|arg| {
+                if let Shape::Nested(part) = &arg.shape {
+                    let ident = arg.ident();
+                    return Some(owned::borrow_back(part, &arg.ty, &ident, &ident, mutability(arg)));
+                }
                 let (Shape::Str(reference)
                 | Shape::Slice(reference, _)
                 | Shape::Cloned(reference, _)
@@ -338,26 +486,26 @@ impl<'a> Expansion<'a> {
                 };
                 let and = &reference.and_token;
                 let elem = &reference.elem;
-                let mutability = arg.binding.as_ref().and_then(|binding| binding.mutability);
+                let mutability = mutability(arg);
                 let ident = arg.ident();
                 Some(quote! {
                     let #mutability #ident: #and #elem = ::core::borrow::Borrow::borrow(&#ident);
                 })
             });
-            (
-                params_var.to_token_stream(),
-                quote! {
-                    let #params { #(#bindings),* } = #params_var;
-                    #(#borrows)*
-                },
-            )
-        };
+                (
+                    params_var.to_token_stream(),
+                    quote! {
+                        let #params { #(#bindings),* } = #params_var;
+                        #(#borrows)*
+                    },
+                )
+            };
         quote! {
             #(#lints)*
             fn server(#input: #params) -> #future {
                 async move {
                     #unpack
-                    #(#body)*
+                    #body
                 }
             }
         }
@@ -368,7 +516,7 @@ impl<'a> Expansion<'a> {
         let future = self.future();
         let params = &self.params;
         let params_var = Ident::new("params", Span::mixed_site());
-        let Some(handler) = self.local else {
+        let Some(handler) = &self.local else {
             let private = self.private(Span::call_site());
             let stub = if self.query {
                 quote!(cached_response)
@@ -413,7 +561,10 @@ impl<'a> Expansion<'a> {
         let private = self.private(span);
         let submit = quote_spanned! {span=>
             #private::inventory::submit! {
-                #private::Registration::new::<#action>(
+                #[allow(unused_imports)]
+                use #private::unchecked::*;
+                #private::registration(
+                    #private::Checked::<#action>::ENTRY,
                     ::core::module_path!(),
                     ::core::file!(),
                     ::core::line!(),
@@ -423,6 +574,48 @@ impl<'a> Expansion<'a> {
         quote! {
             #(#cfgs)*
             #submit
+        }
+    }
+
+    /// The items next to the function: checks, parameters struct, action type and impl, and
+    /// registration.
+    fn items(&self) -> TokenStream {
+        let mut tokens = self.checks();
+        tokens.extend(self.params_struct());
+        tokens.extend(self.action_type());
+        tokens.extend(self.action_impl());
+        tokens.extend(self.registration());
+        tokens
+    }
+
+    /// How docs link to the function: `add`, or `Api::add` for an associated fn.
+    fn doc_path(&self) -> String {
+        let ident = self.func.ident();
+        match self.owner {
+            Some(owner) => format!("{}::{ident}", owner.name),
+            None => ident.to_string(),
+        }
+    }
+
+    /// The hidden associated fn that keeps an associated fn's body in its `impl` block.
+    fn body_fn_ident(&self) -> Ident {
+        format_ident!("__offline_action_{}", self.func.ident().unraw())
+    }
+
+    /// An associated fn's body, as written, in a hidden fn next to the rewritten one: the
+    /// action's online path calls it, so `Self` and private items keep their meaning.
+    fn body_fn(&self) -> TokenStream {
+        let func = self.func;
+        let mut sig = func.sig.clone();
+        sig.ident = self.body_fn_ident();
+        let cfgs = self.cfgs();
+        let lints = func.attrs.iter().filter_map(lint_for_body);
+        let body = &func.body;
+        quote! {
+            #(#cfgs)*
+            #(#lints)*
+            #[doc(hidden)]
+            #sig #body
         }
     }
 
@@ -438,10 +631,7 @@ impl<'a> Expansion<'a> {
 impl ToTokens for Expansion<'_> {
     fn to_tokens(&self, tokens: &mut TokenStream) {
         tokens.extend(self.function());
-        tokens.extend(self.params_struct());
-        tokens.extend(self.action_type());
-        tokens.extend(self.action_impl());
-        tokens.extend(self.registration());
+        tokens.extend(self.items());
     }
 }
 
@@ -455,6 +645,8 @@ fn field_type(arg: &Arg) -> TokenStream {
         Shape::ToOwned(_, elem) => {
             quote_spanned!(span=> <#elem as ::std::borrow::ToOwned>::Owned)
         }
+        // Reported, when it does not fit, at the argument's type.
+        Shape::Nested(part) => respan_located(owned::owned_type(part), span),
         Shape::Owned | Shape::MutRef(_) => arg.ty.to_token_stream(),
     }
 }
@@ -524,6 +716,84 @@ pub(crate) fn pascal_case(snake: &str) -> String {
         pascal.insert_str(0, "Fn");
     }
     pascal
+}
+
+/// The success or the error type of an action's return type.
+#[derive(Clone, Copy)]
+enum ResultPart {
+    /// `T` in `Result<T, E>`.
+    Ok,
+    /// `E` in `Result<T, E>`.
+    Err,
+}
+
+impl ResultPart {
+    /// Its position among the return type's type arguments.
+    fn index(self) -> usize {
+        match self {
+            ResultPart::Ok => 0,
+            ResultPart::Err => 1,
+        }
+    }
+
+    /// Its name in `ActionResult`.
+    fn name(self) -> &'static str {
+        match self {
+            ResultPart::Ok => "Ok",
+            ResultPart::Err => "Err",
+        }
+    }
+
+    /// The function that checks it.
+    fn check(self) -> &'static str {
+        match self {
+            ResultPart::Ok => "check_output",
+            ResultPart::Err => "check_error",
+        }
+    }
+
+    /// The type as written in the return type, when it shows: `T` and `E` in `Result<T, E>`,
+    /// `T` in an alias like `anyhow::Result<T>` (the check makes sure it is the success type).
+    fn as_written(self, func: &ActionFn) -> Option<&syn::Type> {
+        let syn::Type::Path(path) = signature::ungroup(func.output.as_deref()?) else {
+            return None;
+        };
+        let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
+            return None;
+        };
+        args.args
+            .iter()
+            .filter_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .nth(self.index())
+    }
+
+    /// Where its check points: at the type as written, else at the whole return type.
+    fn span(self, func: &ActionFn) -> Span {
+        self.as_written(func)
+            .map_or_else(|| func.output.span(), Spanned::span)
+    }
+}
+
+/// `tokens` reported at `span`, still resolved where they were written.
+fn respan_located(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            let located = token.span().located_at(span);
+            if let TokenTree::Group(group) = &mut token {
+                let mut respanned =
+                    Group::new(group.delimiter(), respan_located(group.stream(), span));
+                respanned.set_span(located);
+                *group = respanned;
+            } else {
+                token.set_span(located);
+            }
+            token
+        })
+        .collect()
 }
 
 /// `tokens` with every span set to `span`.

@@ -9,6 +9,8 @@
 mod args;
 mod classify;
 mod expand;
+mod impl_block;
+mod owned;
 mod server_fn;
 mod signature;
 mod valid;
@@ -55,11 +57,31 @@ use proc_macro::TokenStream;
 ///
 /// # What the function must look like
 ///
-/// An `async fn` outside `impl` blocks, with no generics, returning `Result<T, E>` (an alias is
+/// An `async fn` with no generics, returning `Result<T, E>` (an alias is
 /// fine), where every argument is a plain name, `T` and every argument type implement
 /// `Serialize` and `Deserialize` (arguments also `Clone`), and `E` implements
-/// `From<SyncError>`, `ClassifyError` and `Display`. Arguments may be borrowed (`&str`, `&[T]`,
-/// `&T`): they are stored owned until the call runs.
+/// `From<SyncError>`, `ClassifyError` and `Display` (`anyhow::Error` and
+/// `Box<dyn Error + Send + Sync>` do). Arguments may be borrowed (`&str`, `&[T]`, `&T`), also
+/// inside `Option`, `Vec`, tuples and slices (`Option<&str>`, `&[&str]`): they are stored owned
+/// (`Option<String>`, `Vec<String>`) until the call runs, and callers pass what they always did.
+///
+/// # Associated fns
+///
+/// On an `impl` block, the attribute takes no arguments and lets the associated fns marked
+/// `#[offline_action(...)]` inside be actions (they take no `self`). The block must be
+/// inherent and not generic. Each action is named after the type (`Api::add`, with
+/// `ApiAddParams` and `ApiAddAction` next to the block); `Self` keeps its meaning in the
+/// signature, the body and `local = Self::...`. (An attribute on a fn alone cannot tell it is
+/// in an `impl` block: without the block's attribute, rustc reports the generated items it
+/// cannot place there.)
+///
+/// ```ignore
+/// #[offline_action]
+/// impl Api {
+///     #[offline_action(local = Self::add_locally)]
+///     pub async fn add(a: u32, b: u32) -> Result<u32, AppError> { ... }
+/// }
+/// ```
 ///
 /// # With `#[server]` (`server_fn`, Leptos)
 ///

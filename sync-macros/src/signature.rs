@@ -6,9 +6,10 @@
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::ToTokens;
+use syn::visit::Visit;
 use syn::{
-    AttrStyle, Attribute, Block, FnArg, Ident, ItemFn, Pat, PatIdent, Receiver, ReturnType,
-    Signature, Token, Type, TypeReference, Visibility,
+    AttrStyle, Attribute, Block, FnArg, GenericArgument, Ident, ItemFn, Pat, PatIdent,
+    PathArguments, Receiver, ReturnType, Signature, Token, Type, TypeReference, Visibility,
 };
 
 /// An `async fn` under `#[offline_action]`.
@@ -72,6 +73,28 @@ pub(crate) enum Shape {
     ToOwned(TypeReference, Box<Type>),
     /// `&mut T`: never supported.
     MutRef(TypeReference),
+    /// A type with borrows further in (`Option<&str>`, `Vec<&str>`, `&[&str]`, `(&str, u32)`),
+    /// stored with each borrow owned (`Option<String>`, `Vec<String>`...).
+    Nested(Part),
+}
+
+/// A piece of an argument type with borrows inside, and how it is stored owned.
+pub(crate) enum Part {
+    /// No borrow the macro can own: kept as written (and reported if it borrows).
+    Owned(Box<Type>),
+    /// `&T` where `T` borrows nothing, stored like a whole borrowed argument (see
+    /// [`Shape`]); holds `T`.
+    Leaf(TypeReference, Box<Type>),
+    /// `Option<P>`, stored as `Option<owned P>`.
+    Option(Box<Part>),
+    /// `Vec<P>`, stored as `Vec<owned P>`.
+    Vec(Box<Part>),
+    /// `(P, Q, ...)`, stored as the tuple of the owned parts.
+    Tuple(Vec<Part>),
+    /// `&[P]` as the whole argument, stored as `Vec<owned P>`.
+    RefSlice(TypeReference, Box<Part>),
+    /// `&P` as the whole argument, stored as the owned `P`.
+    RefTo(TypeReference, Box<Part>),
 }
 
 impl Arg {
@@ -162,10 +185,16 @@ fn lower_input(input: FnArg) -> Input {
 /// Sorts a type into owned values and the references the macro knows how to own.
 fn shape_of(ty: &Type) -> Shape {
     let Type::Reference(reference) = ungroup(ty) else {
-        return Shape::Owned;
+        return match part_of(ty, false) {
+            Part::Owned(_) => Shape::Owned,
+            nested => Shape::Nested(nested),
+        };
     };
     if reference.mutability.is_some() {
         return Shape::MutRef(reference.clone());
+    }
+    if borrows(&reference.elem) {
+        return Shape::Nested(part_of(ty, true));
     }
     match ungroup(&reference.elem) {
         Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => {
@@ -177,9 +206,82 @@ fn shape_of(ty: &Type) -> Shape {
     }
 }
 
+/// Lowers a type with borrows inside; `top` when it is the whole argument, where a reference
+/// may hold more borrows (the body's view of it is built in a local first).
+fn part_of(ty: &Type, top: bool) -> Part {
+    if !borrows(ty) {
+        return Part::Owned(Box::new(ty.clone()));
+    }
+    match ungroup(ty) {
+        Type::Reference(reference) if reference.mutability.is_none() => {
+            if !borrows(&reference.elem) {
+                return Part::Leaf(reference.clone(), reference.elem.clone());
+            }
+            if !top {
+                return Part::Owned(Box::new(ty.clone()));
+            }
+            match ungroup(&reference.elem) {
+                Type::Slice(slice) => {
+                    Part::RefSlice(reference.clone(), Box::new(part_of(&slice.elem, false)))
+                }
+                elem => Part::RefTo(reference.clone(), Box::new(part_of(elem, false))),
+            }
+        }
+        Type::Tuple(tuple) => Part::Tuple(
+            tuple
+                .elems
+                .iter()
+                .map(|elem| part_of(elem, false))
+                .collect(),
+        ),
+        Type::Path(path) if path.qself.is_none() => {
+            let last = path.path.segments.last();
+            let inner = last.and_then(|last| match &last.arguments {
+                PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
+                    match &args.args[0] {
+                        GenericArgument::Type(inner) => Some(inner),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            });
+            match (last.map(|last| last.ident.to_string()).as_deref(), inner) {
+                (Some("Option"), Some(inner)) => Part::Option(Box::new(part_of(inner, false))),
+                (Some("Vec"), Some(inner)) => Part::Vec(Box::new(part_of(inner, false))),
+                _ => Part::Owned(Box::new(ty.clone())),
+            }
+        }
+        _ => Part::Owned(Box::new(ty.clone())),
+    }
+}
+
+/// Whether a type holds a reference (not counting the higher-ranked ones of `fn(&str)`).
+fn borrows(ty: &Type) -> bool {
+    struct Borrows(bool);
+    impl<'ast> Visit<'ast> for Borrows {
+        fn visit_type_reference(&mut self, _: &'ast TypeReference) {
+            self.0 = true;
+        }
+        fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &'ast syn::ParenthesizedGenericArguments,
+        ) {
+        }
+        fn visit_type(&mut self, ty: &'ast Type) {
+            if !matches!(ty, Type::Macro(_)) {
+                syn::visit::visit_type(self, ty);
+            }
+        }
+    }
+    let mut found = Borrows(false);
+    found.visit_type(ty);
+    found.0
+}
+
 /// The unsized types besides `str` and slices that arguments borrow. Sized types are stored as
 /// they are, so a missing `Clone` is reported as such rather than through `ToOwned`.
-fn is_unsized(elem: &Type) -> bool {
+pub(crate) fn is_unsized(elem: &Type) -> bool {
     match elem {
         Type::TraitObject(_) => true,
         Type::Path(path) if path.qself.is_none() => path.path.segments.last().is_some_and(|last| {

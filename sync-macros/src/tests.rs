@@ -175,6 +175,59 @@ pub(crate) async fn rename(id: &str, mut tags: &[Tag], product: &Product, note: 
 );
 
 expansion!(
+    borrows_inside_arguments,
+    r#"
+#[offline_action]
+pub async fn search(query: Option<&str>, tags: &[&str], mut pairs: Vec<(&str, u32)>, seen: &Vec<&Tag>) -> Result<u32, AppError> {
+    api::search(query, tags, pairs, seen).await
+}
+"#
+);
+
+expansion!(
+    associated_fns,
+    r#"
+#[offline_action]
+impl Api {
+    /// Adds.
+    #[offline_action(local = Self::add_locally)]
+    pub async fn add(a: u32, mut b: &str) -> Result<Self, AppError> {
+        Self::post(a, b).await
+    }
+
+    async fn add_locally(a: u32, b: String) -> Result<Api, AppError> {
+        todo!()
+    }
+}
+"#
+);
+
+rejects!(
+    impl_block_errors,
+    r#"
+#[offline_action(query)]
+impl<T> Named for Api<T> {
+    #[offline_action(nmae = "x")]
+    pub async fn add(&self) -> Result<u32, AppError> {
+        todo!()
+    }
+}
+"#
+);
+
+rejects!(
+    impl_block_without_actions,
+    r#"
+#[offline_action]
+impl Api {
+    pub async fn add() -> Result<u32, AppError> {
+        todo!()
+    }
+}
+"#
+);
+
+expansion!(
     zero_arguments,
     r#"
 #[offline_action(query)]

@@ -4,7 +4,7 @@
 use syn::visit::Visit;
 use syn::{Attribute, GenericParam, Lifetime, Pat, Type, TypeImplTrait, TypeReference};
 
-use crate::signature::{source_text, ungroup, ActionFn, Arg, Input, Shape};
+use crate::signature::{source_text, ungroup, ActionFn, Arg, Input, Part, Shape};
 
 /// Checks everything syntax can tell about `func`.
 pub(crate) fn check(func: &ActionFn) -> syn::Result<()> {
@@ -14,8 +14,9 @@ pub(crate) fn check(func: &ActionFn) -> syn::Result<()> {
         match input {
             Input::Receiver(receiver) => errors.push(syn::Error::new_spanned(
                 receiver,
-                "`self` is not supported: `#[offline_action]` goes on free functions, which the \
-                 runtime can call again when it replays a queued call",
+                "`self` is not supported: `#[offline_action]` goes on free functions and on \
+                 associated fns without a receiver, which the runtime can call again when it \
+                 replays a queued call",
             )),
             Input::Arg(arg) => check_arg(arg, &mut errors),
         }
@@ -121,29 +122,64 @@ fn check_arg(arg: &Arg, errors: &mut Errors) {
             return;
         }
         Shape::Owned => &*arg.ty,
+        Shape::Nested(part) => {
+            check_part(part, errors);
+            return;
+        }
         Shape::Str(reference)
         | Shape::Slice(reference, _)
         | Shape::Cloned(reference, _)
         | Shape::ToOwned(reference, _) => {
-            if let Some(lifetime) = &reference.lifetime {
-                if !is_allowed_lifetime(lifetime) {
-                    errors.push(syn::Error::new_spanned(
-                        lifetime,
-                        format!(
-                            "a borrowed argument cannot name the lifetime `{lifetime}`: it is \
-                             stored as an owned value until replay; leave the lifetime out"
-                        ),
-                    ));
-                }
-            }
+            check_reference_lifetime(reference, errors);
             &reference.elem
         }
     };
+    check_owned(elem, errors);
+}
+
+/// Checks a piece of an argument type with borrows inside.
+fn check_part(part: &Part, errors: &mut Errors) {
+    match part {
+        Part::Owned(ty) => check_owned(ty, errors),
+        Part::Leaf(reference, elem) => {
+            check_reference_lifetime(reference, errors);
+            check_owned(elem, errors);
+        }
+        Part::Option(inner) | Part::Vec(inner) => check_part(inner, errors),
+        Part::Tuple(parts) => {
+            for part in parts {
+                check_part(part, errors);
+            }
+        }
+        Part::RefSlice(reference, inner) | Part::RefTo(reference, inner) => {
+            check_reference_lifetime(reference, errors);
+            check_part(inner, errors);
+        }
+    }
+}
+
+/// Checks that a part of an argument type that is stored as written owns its data.
+fn check_owned(ty: &Type, errors: &mut Errors) {
     OwnedTypeCheck {
         place: Place::Argument,
         errors,
     }
-    .visit_type(elem);
+    .visit_type(ty);
+}
+
+/// A reference the macro owns may carry no lifetime, `'_` or `'static`.
+fn check_reference_lifetime(reference: &TypeReference, errors: &mut Errors) {
+    if let Some(lifetime) = &reference.lifetime {
+        if !is_allowed_lifetime(lifetime) {
+            errors.push(syn::Error::new_spanned(
+                lifetime,
+                format!(
+                    "a borrowed argument cannot name the lifetime `{lifetime}`: it is stored as \
+                     an owned value until replay; leave the lifetime out"
+                ),
+            ));
+        }
+    }
 }
 
 /// Whether an argument attribute may move onto the parameters struct's field.
@@ -270,7 +306,8 @@ impl<'ast> Visit<'ast> for OwnedTypeCheck<'_> {
     fn visit_type_reference(&mut self, reference: &'ast TypeReference) {
         let hint = match self.place {
             Place::Argument => {
-                " (only the outermost `&` of an argument is allowed, and `&str` becomes a `String`)"
+                " (an argument may borrow at its top and inside `Option`, `Vec`, tuples and slices, \
+                 where `&str` becomes a `String`; elsewhere, write the owned type)"
             }
             Place::Output => "",
         };

@@ -136,6 +136,53 @@ pub type Result<T, E = SyncError> = core::result::Result<T, E>;
 /// }
 /// # assert!(AppError::Network("down".into()).is_transient());
 /// ```
+///
+/// # Boxed and `anyhow` errors
+///
+/// An action may also return `Result<T, Box<dyn std::error::Error + Send + Sync>>`, or
+/// `anyhow::Result<T>` with the `anyhow` feature: both convert from [`SyncError`], and both
+/// implement `ClassifyError` by looking at what they hold. The error and then its sources (for
+/// `anyhow`, its context chain) are searched, in order, for a type whose classification is
+/// known: [`SyncError`], `std::io::Error`, `reqwest::Error` (with the `reqwest` feature) and
+/// every type registered with [`register_error_type!`](crate::register_error_type). The first
+/// one found decides. When none is found, the error is **permanent**: returned to the caller
+/// online, dead-lettered on replay.
+///
+/// Register your own error types so that, boxed, they still say what they are:
+///
+/// ```
+/// use sync_runtime::{offline_action, register_error_type, ClassifyError, SyncError};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("the server is busy")]
+/// pub struct Busy;
+///
+/// impl ClassifyError for Busy {
+///     fn is_transient(&self) -> bool {
+///         true
+///     }
+/// }
+///
+/// register_error_type!(Busy);
+///
+/// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+///
+/// #[offline_action]
+/// pub async fn ping(count: u32) -> Result<u32, BoxError> {
+///     if count == 0 {
+///         return Err(Busy.into()); // transient: answered offline and queued
+///     }
+///     Ok(count)
+/// }
+///
+/// let error: BoxError = Box::new(Busy);
+/// assert!(error.is_transient());
+/// let error: BoxError = "no such product".into();
+/// assert!(!error.is_transient(), "nothing inside says otherwise: permanent");
+/// ```
+///
+/// Runtime outcomes reach the caller inside the box: get them back with
+/// `error.downcast_ref::<SyncError>()` (a `SyncError::Queued` offline, for instance).
 pub trait ClassifyError {
     /// `true` if trying again later may succeed.
     fn is_transient(&self) -> bool;

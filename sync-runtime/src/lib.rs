@@ -44,6 +44,7 @@ mod action;
 pub mod browser;
 mod connectivity;
 mod context;
+mod erased;
 mod error;
 pub mod http;
 mod id;

@@ -1,6 +1,7 @@
 //! What `#[offline_action]` expands to. Not public API: names here may change in any release.
 
 pub use crate::action::{Action, ActionKind};
+pub use crate::erased::RegisteredErrorType;
 pub use crate::maybe_send::MaybeSend;
 pub use crate::registry::Registration;
 pub use crate::service::SyncService;
@@ -13,19 +14,6 @@ use crate::context::ActionContext;
 use crate::ClassifyError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-/// A call of action `A` through the current service: what the rewritten function awaits.
-///
-/// The future is `Send` on every target, as the function's future was before the attribute:
-/// frameworks that require it (Leptos' `Action::new`, `Resource::new`) keep accepting the
-/// call. On wasm32 the browser's futures are not `Send`; there is one thread, so a
-/// `SendWrapper` can claim it safely (it would panic if ever moved to another thread).
-pub fn run<A: Action>(params: A::Params) -> impl Future<Output = Result<A::Output, A::Error>> {
-    let call = async move { SyncService::current().execute_action::<A>(params).await };
-    #[cfg(target_arch = "wasm32")]
-    let call = send_wrapper::SendWrapper::new(call);
-    call
-}
 
 /// Checked for every argument type of an action.
 #[diagnostic::on_unimplemented(
@@ -72,20 +60,156 @@ impl<E: From<SyncError> + ClassifyError + core::fmt::Display + MaybeSend + 'stat
 }
 
 /// Splits an action's return type into its success and error types, so `Result` aliases work.
+///
+/// No bounds here: what the two types must implement is checked once each, by
+/// [`check_output`] and [`check_error`], so a type that does not fit is reported once.
 #[diagnostic::on_unimplemented(
     message = "an `#[offline_action]` fn must return `Result<T, E>`, not `{Self}`",
     label = "expected `Result<T, E>` (or an alias of it)"
 )]
 pub trait ActionResult {
     /// The success type.
-    type Ok: ActionOutput;
+    type Ok;
     /// The error type.
-    type Err: ActionError;
+    type Err;
 }
 
-impl<T: ActionOutput, E: ActionError> ActionResult for Result<T, E> {
+impl<T, E> ActionResult for Result<T, E> {
     type Ok = T;
     type Err = E;
+}
+
+// The checks. The macro calls each once per type, in a `const _`, spanned at the type in the
+// user's signature: that call is the one place a type that does not fit is reported. Every other
+// generated item holds only when the checks pass (its bounds repeat them, higher-ranked so that
+// rustc treats them as assumptions), or falls back to the items of `unchecked`, so it reports
+// nothing more.
+
+/// Checks an argument type (as stored in the parameters struct).
+pub const fn check_arg<T: ActionArg>() {}
+
+/// Checks the success type `T` of the return type `R`. `T` is the type as the user wrote it
+/// inside `R` when the macro can see it (the bounds that repeat this check must name it as
+/// written: through the projection, rustc finds them ambiguous), else `R`'s projection.
+pub const fn check_output<R: ActionResult<Ok = T>, T: ActionOutput>() {}
+
+/// Checks the error type `E` of the return type `R`; see [`check_output`].
+pub const fn check_error<R: ActionResult<Err = E>, E: ActionError>() {}
+
+/// The items generated code reaches through an action type `A`, available only when `A`
+/// implements `Action`, that is, when the checks passed. Otherwise the same names resolve to
+/// the fallbacks of [`unchecked`], which report nothing: the failed check already did.
+pub struct Checked<A>(core::marker::PhantomData<fn() -> A>);
+
+impl<A: Action> Checked<A> {
+    /// What the action's registration says about it.
+    pub const ENTRY: Entry = Entry::of::<A>();
+
+    /// Runs a call through the current service: what the rewritten function awaits.
+    ///
+    /// The future is `Send` on every target, as the function's future was before the
+    /// attribute: frameworks that require it (Leptos' `Action::new`, `Resource::new`) keep
+    /// accepting the call. On wasm32 the browser's futures are not `Send`; there is one
+    /// thread, so a `SendWrapper` can claim it safely (it would panic if ever moved to
+    /// another thread).
+    pub fn execute(params: A::Params) -> impl Future<Output = Result<A::Output, A::Error>> {
+        let call = async move { SyncService::current().execute_action::<A>(params).await };
+        #[cfg(target_arch = "wasm32")]
+        let call = send_wrapper::SendWrapper::new(call);
+        call
+    }
+}
+
+/// Turns a borrowed argument into the owned value the parameters struct stores.
+pub struct Own<T: ?Sized>(core::marker::PhantomData<fn(&T)>);
+
+impl<T: ?Sized + ToOwned> Own<T> {
+    /// `value.to_owned()`.
+    pub fn own(value: &T) -> T::Owned {
+        value.to_owned()
+    }
+}
+
+/// What a registration knows about its action besides where it is defined.
+pub struct Entry {
+    pub(crate) name: &'static str,
+    pub(crate) version: u32,
+    pub(crate) kind: ActionKind,
+    pub(crate) replay: crate::registry::ReplayFn,
+}
+
+impl Entry {
+    const fn of<A: Action>() -> Self {
+        Self {
+            name: A::NAME,
+            version: A::VERSION,
+            kind: A::KIND,
+            replay: crate::registry::replay::<A>,
+        }
+    }
+}
+
+/// The registration of the action described by `entry`, defined at `module_path`,
+/// `file`:`line`.
+pub const fn registration(
+    entry: Entry,
+    module_path: &'static str,
+    file: &'static str,
+    line: u32,
+) -> Registration {
+    Registration::from_entry(entry, module_path, file, line)
+}
+
+/// The fallbacks of [`Checked`] and [`Own`], in scope in generated code. Rustc picks them only
+/// when the inherent items do not apply, which happens only in a build that fails anyway, on the
+/// check that explains why; they exist so that nothing else fails with it.
+pub mod unchecked {
+    use super::{Checked, Entry, Own};
+    use crate::registry::{Attempt, ReplayFn};
+    use crate::{boxed, ActionKind};
+
+    /// The fallbacks of [`Checked`].
+    pub trait UncheckedAction {
+        /// A placeholder entry.
+        const ENTRY: Entry = Entry {
+            name: "",
+            version: 0,
+            kind: ActionKind::Mutation,
+            replay: UNCHECKED_REPLAY,
+        };
+
+        /// A future of whatever type the function returns; never built (see [`FailedCheck`]).
+        fn execute<P, R>(_params: P) -> core::future::Pending<R> {
+            let () = FailedCheck::<R>::STOP;
+            core::future::pending()
+        }
+    }
+
+    impl<A> UncheckedAction for Checked<A> {}
+
+    /// The fallback of [`Own`].
+    pub trait UnownedArg<T: ?Sized> {
+        /// A value of whatever type the field has; never built (see [`FailedCheck`]).
+        fn own<O>(_value: &T) -> O {
+            let () = FailedCheck::<O>::STOP;
+            unreachable!("a type that failed its check is never owned")
+        }
+    }
+
+    impl<T: ?Sized> UnownedArg<T> for Own<T> {}
+
+    /// A fallback is only picked in a build that already failed its checks, which never gets
+    /// as far as code generation. Should one ever be picked in a build that passed them, its
+    /// code generation evaluates `STOP` and fails the build, rather than a call hanging.
+    pub struct FailedCheck<T>(core::marker::PhantomData<T>);
+
+    impl<T> FailedCheck<T> {
+        /// Fails the build where it is evaluated.
+        pub const STOP: () = panic!("an `#[offline_action]` check failed; see the errors above");
+    }
+
+    const UNCHECKED_REPLAY: ReplayFn =
+        |_, _| boxed(async { Attempt::BadParams("this action failed its checks".into()) });
 }
 
 /// A function usable as an action's `local = path` handler: an `async fn` taking the action's

@@ -59,6 +59,24 @@ impl Registration {
         }
     }
 
+    /// The registration `#[offline_action]` generates (see `__private::registration`).
+    pub(crate) const fn from_entry(
+        entry: crate::__private::Entry,
+        module_path: &'static str,
+        file: &'static str,
+        line: u32,
+    ) -> Self {
+        Self {
+            name: entry.name,
+            version: entry.version,
+            kind: entry.kind,
+            module_path,
+            file,
+            line,
+            replay: entry.replay,
+        }
+    }
+
     /// `file:line` of the definition.
     pub fn location(&self) -> String {
         format!("{}:{}", self.file, self.line)
@@ -80,7 +98,10 @@ impl fmt::Debug for Registration {
 
 inventory::collect!(Registration);
 
-fn replay<A: Action>(params: String, context: ActionContext) -> BoxFuture<'static, Attempt> {
+pub(crate) fn replay<A: Action>(
+    params: String,
+    context: ActionContext,
+) -> BoxFuture<'static, Attempt> {
     boxed(async move {
         let params: A::Params = match serde_json::from_str(&params) {
             Ok(params) => params,

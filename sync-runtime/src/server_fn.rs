@@ -54,6 +54,14 @@ impl<E> ClassifyError for ServerFnError<E> {
     }
 }
 
+/// The error server_fn's clients make: a request error is transient (see [`is_transient`]).
+/// This also lets `anyhow::Error` and boxed errors that wrap one classify it.
+impl ClassifyError for ServerFnErrorErr {
+    fn is_transient(&self) -> bool {
+        is_transient(self)
+    }
+}
+
 /// Whether a server function error is worth trying again later, for your own error types that
 /// implement `FromServerFnError`: `true` for [`ServerFnErrorErr::Request`] (the request never
 /// reached the server function), `false` for the rest.

@@ -15,10 +15,10 @@ impl ClassifyError for AppError {
 }
 
 #[offline_action]
-pub async fn tag(tags: Vec<&str>) -> Result<usize, AppError> {
+pub async fn tag(tags: std::collections::HashMap<&str, u32>) -> Result<usize, AppError> {
     Ok(tags.len())
 }
 
 fn main() {
-    let _ = tag(vec!["a"]);
+    let _ = tag(std::collections::HashMap::new());
 }
