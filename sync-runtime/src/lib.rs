@@ -64,6 +64,7 @@ pub mod store;
 mod time;
 #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
 mod tokio_executor;
+mod trace;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -8,6 +8,7 @@ use crate::store::{
     Applied, Batch, Bury, DeadLetter, DeadReason, NewQueued, QueuedAction, Reschedule, Stamp,
     Store, Write,
 };
+use crate::trace;
 use crate::{
     Action, ActionId, ActionKind, BoxFuture, ClassifyError, Clock, Connectivity,
     ManualConnectivity, MaybeSend, MaybeSync, MemoryStore, ReplayLock, RetryPolicy, SyncError,
@@ -459,6 +460,12 @@ impl SyncService {
             .set_aside_unreadable(self.inner.clock.now())
             .await?;
         if let Some(dead) = &dead {
+            trace::dead_lettered(
+                &dead.action.name,
+                dead.action.id,
+                dead.reason,
+                &dead.message,
+            );
             self.inner.hub.update(|s| {
                 s.pending = s.pending.saturating_sub(1);
                 s.dead += 1;
@@ -597,6 +604,7 @@ impl SyncService {
         let params_json = canonical_json(&params)
             .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
         let (id, timestamp, online) = self.begin_call().await?;
+        trace::call_routed(A::NAME, id, online);
         if online {
             let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
             match context.clone().scope(A::server(params.clone())).await {
@@ -607,10 +615,14 @@ impl SyncService {
                     return Ok(output);
                 }
                 Err(error) if error.is_transient() => {
+                    trace::online_failed(A::NAME, id, &error, true);
                     let retry_after = error.retry_after().or(context.noted_retry_after());
                     self.mark_unreachable(error.to_string(), retry_after);
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    trace::online_failed(A::NAME, id, &error, false);
+                    return Err(error);
+                }
             }
         }
         let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Offline);
@@ -682,6 +694,7 @@ impl SyncService {
         }
         if !batch.is_empty() {
             if let Err(e) = self.inner.store.apply(batch).await {
+                trace::store_error("store an online answer", &e);
                 self.note_error(e.to_string());
             }
         }
@@ -706,6 +719,7 @@ impl SyncService {
         batch.enqueue = Some(call);
         let applied: Applied = self.inner.store.apply(batch).await?;
         if applied.queued == Some(id) {
+            trace::queued(&name, id, applied.replaced);
             if applied.replaced.is_none() {
                 self.inner.hub.update(|s| s.pending += 1);
             }
@@ -795,6 +809,7 @@ impl SyncService {
                 // The store failed (locked, full, a bad row…): report it and try again after
                 // a backoff while anything waits, rather than leave the queue for good.
                 Err(error) => {
+                    trace::store_error("replay", &error);
                     self.note_error(format!("replay failed: {error}"));
                     store_failures = store_failures.saturating_add(1);
                     (self.inner.hub.pending() > 0 && self.inner.connectivity.is_online())
@@ -853,6 +868,7 @@ impl SyncService {
     async fn replayed_elsewhere(&self) -> Result<ReplayReport, SyncError> {
         const LOOK_AGAIN: Duration = Duration::from_secs(1);
         let status = self.refresh_status().await?;
+        trace::replayed_elsewhere(status.pending);
         self.inner
             .hub
             .update(|s| s.replaying_elsewhere = status.pending > 0);
@@ -941,9 +957,12 @@ impl SyncService {
                 head.timestamp,
                 Phase::Replay,
             );
+            let attempt_number = head.retries.saturating_add(1);
+            trace::replay_attempt(&head.name, head.id, attempt_number);
             let attempt = (registration.replay)(params, context.clone());
             match catch_panic(attempt).await {
                 Attempt::Done(json) => {
+                    trace::replay_synced(&head.name, head.id, attempt_number);
                     self.mark_reachable();
                     let mut batch = Batch::new();
                     batch.writes = context.take_writes();
@@ -990,7 +1009,9 @@ impl SyncService {
                             .await?;
                         continue;
                     }
-                    let next_attempt_at = now.saturating_add(self.backoff(retries, retry_after));
+                    let backoff = self.backoff(retries, retry_after);
+                    trace::replay_retry(&head.name, head.id, attempt_number, &message, backoff);
+                    let next_attempt_at = now.saturating_add(backoff);
                     let mut batch = Batch::new();
                     batch.reschedule = Some(Reschedule {
                         id: head.id,
@@ -1048,6 +1069,7 @@ impl SyncService {
         message: String,
         report: &mut ReplayReport,
     ) -> Result<(), SyncError> {
+        trace::dead_lettered(&head.name, head.id, reason, &message);
         let mut batch = Batch::new();
         batch.bury = Some(Bury {
             id: head.id,

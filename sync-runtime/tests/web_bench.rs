@@ -341,3 +341,111 @@ async fn indexeddb_enqueue_and_replay_against_raw_rexie() {
         let _ = Rexie::delete(&name).await;
     }
 }
+
+thread_local! {
+    /// The next `flaky_ping` fails (transiently).
+    static FAIL_NEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// When the last `flaky_ping` reached its body (`performance.now()`).
+    static REACHED: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// A request that fails when `FAIL_NEXT` says so; records when it reached the body.
+#[offline_action(local = flaky_ping_locally)]
+pub async fn flaky_ping(n: u32) -> Result<u32, BenchError> {
+    if FAIL_NEXT.with(|f| f.replace(false)) {
+        return Err(BenchError::Network);
+    }
+    if REACHED.with(std::cell::Cell::get).is_none() {
+        REACHED.with(|r| r.set(Some(now())));
+    }
+    Ok(n)
+}
+
+async fn flaky_ping_locally(n: u32) -> Result<u32, BenchError> {
+    Ok(n)
+}
+
+/// Dispatches the page's `online` or `offline` event, as the browser does when the network
+/// comes and goes.
+fn network_event(name: &str) {
+    use wasm_bindgen::JsCast;
+    let target: web_sys::EventTarget = js_sys::global().unchecked_into();
+    target
+        .dispatch_event(&web_sys::Event::new(name).expect("an event"))
+        .expect("dispatched");
+}
+
+async fn sleep_ms(ms: u64) {
+    use sync_runtime::Executor;
+    sync_runtime::browser::BrowserExecutor
+        .sleep(std::time::Duration::from_millis(ms))
+        .await;
+}
+
+/// Row 7 of BENCHMARKS.md, in the browser: from the `online` event to the first replayed
+/// request, when the head of the queue is waiting out a 5-minute backoff, against the same
+/// when the head never failed (same run). Median of 20 reconnections each.
+#[wasm_bindgen_test]
+#[ignore = "a benchmark: run with --include-ignored (see the top of this file)"]
+async fn reconnect_to_first_replayed_request() {
+    const RECONNECTIONS: usize = 20;
+    let name = fresh_name("reconnect");
+    let service = SyncService::builder()
+        .store(IndexedDbStore::open(&name).await.expect("open the store"))
+        .connectivity(sync_runtime::browser::BrowserConnectivity::new())
+        .executor(sync_runtime::browser::BrowserExecutor)
+        .retry_policy(sync_runtime::RetryPolicy {
+            initial_backoff: std::time::Duration::from_secs(300),
+            jitter: 0.0,
+            ..sync_runtime::RetryPolicy::default()
+        })
+        .build()
+        .expect("no duplicate action names");
+    let (mut after_backoff, mut baseline) = (Vec::new(), Vec::new());
+    for round in 0..RECONNECTIONS * 2 {
+        let backoff = round % 2 == 0;
+        network_event("offline");
+        let _ = service
+            .scope(flaky_ping(1))
+            .await
+            .expect("answered locally");
+        if backoff {
+            FAIL_NEXT.with(|f| f.set(true));
+            network_event("online");
+            while FAIL_NEXT.with(std::cell::Cell::get) {
+                sleep_ms(1).await;
+            }
+            sleep_ms(20).await;
+            assert_eq!(service.status().pending, 1, "the failed head waits");
+            network_event("offline");
+        }
+        REACHED.with(|r| r.set(None));
+        let changed = now();
+        network_event("online");
+        let reached = loop {
+            if let Some(reached) = REACHED.with(std::cell::Cell::get) {
+                break reached;
+            }
+            assert!(
+                now() - changed < 10_000.0,
+                "no replay within 10 s of reconnecting"
+            );
+            sleep_ms(1).await;
+        };
+        while service.status().pending > 0 {
+            sleep_ms(1).await;
+        }
+        if backoff {
+            after_backoff.push(reached - changed);
+        } else {
+            baseline.push(reached - changed);
+        }
+    }
+    console_log!(
+        "\n## reconnect -> first replayed request, IndexedDB, headless Chromium ({RECONNECTIONS} each, median)\n  head waiting out a 5-minute backoff: {:.2} ms\n  baseline, head never failed: {:.2} ms\n  target <= 50 ms",
+        median(after_backoff),
+        median(baseline)
+    );
+    drop(service);
+    let _ = Rexie::delete(&name).await;
+}
