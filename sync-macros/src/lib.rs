@@ -57,7 +57,8 @@ use proc_macro::TokenStream;
 ///
 /// # What the function must look like
 ///
-/// An `async fn` with no generics, returning `Result<T, E>` (an alias is
+/// An `async fn` with no type parameters (lifetime parameters only if nothing uses them),
+/// returning `Result<T, E>` (an alias is
 /// fine), where every argument is a plain name, `T` and every argument type implement
 /// `Serialize` and `Deserialize` (arguments also `Clone`), and `E` implements
 /// `From<SyncError>`, `ClassifyError` and `Display` (`anyhow::Error` and

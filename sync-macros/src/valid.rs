@@ -75,12 +75,13 @@ fn check_header(func: &ActionFn, errors: &mut Errors) {
             "an `#[offline_action]` fn cannot be generic: an action is registered once, under one \
              name, with concrete argument and return types",
         ));
-    } else if !generics.params.is_empty() {
+    } else if let Some(used) = used_lifetime_params(func).first() {
+        // Lifetime parameters that nothing uses (left over in real code) are harmless.
         errors.push(syn::Error::new_spanned(
-            generics,
-            "an `#[offline_action]` fn cannot have lifetime parameters: its arguments are stored \
-             until replay, so they must own their data (`&str`, `&[T]` and `&T` are fine with \
-             the lifetime left out)",
+            used,
+            "an `#[offline_action]` fn cannot have lifetime parameters that its arguments or \
+             return type use: its arguments are stored until replay, so they must own their \
+             data (`&str`, `&[T]` and `&T` are fine with the lifetime left out)",
         ));
     } else if let Some(where_clause) = &generics.where_clause {
         errors.push(syn::Error::new_spanned(
@@ -95,6 +96,31 @@ fn check_header(func: &ActionFn, errors: &mut Errors) {
             "an `#[offline_action]` fn cannot be variadic",
         ));
     }
+}
+
+/// The lifetime parameters of `func` that an argument type or the return type names.
+fn used_lifetime_params(func: &ActionFn) -> Vec<&Lifetime> {
+    struct Named(Vec<String>);
+    impl<'ast> Visit<'ast> for Named {
+        fn visit_lifetime(&mut self, lifetime: &'ast Lifetime) {
+            self.0.push(lifetime.ident.to_string());
+        }
+    }
+    let mut named = Named(Vec::new());
+    for input in &func.inputs {
+        if let Input::Arg(arg) = input {
+            named.visit_type(&arg.ty);
+        }
+    }
+    if let Some(output) = &func.output {
+        named.visit_type(output);
+    }
+    func.sig
+        .generics
+        .lifetimes()
+        .map(|param| &param.lifetime)
+        .filter(|lifetime| named.0.contains(&lifetime.ident.to_string()))
+        .collect()
 }
 
 /// Checks one argument: its attributes, its pattern and its type.
