@@ -58,9 +58,9 @@ use proc_macro::TokenStream;
 /// # What the function must look like
 ///
 /// An `async fn` with no type parameters (lifetime parameters only if nothing uses them),
-/// returning `Result<T, E>` (an alias is
-/// fine), where every argument is a plain name, `T` and every argument type implement
-/// `Serialize` and `Deserialize` (arguments also `Clone`), and `E` implements
+/// returning `Result<T, E>` (an alias is fine), where every argument is a plain name, `T`
+/// and every argument type implement `Serialize` and `Deserialize` (arguments also `Clone`),
+/// and `E` implements
 /// `From<SyncError>`, `ClassifyError` and `Display` (`anyhow::Error` and
 /// `Box<dyn Error + Send + Sync>` do). Arguments may be borrowed (`&str`, `&[T]`, `&T`), also
 /// inside `Option`, `Vec`, tuples and slices (`Option<&str>`, `&[&str]`): they are stored owned
