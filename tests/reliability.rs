@@ -264,3 +264,36 @@ fn the_background_driver_wakes_when_the_connection_comes_back() {
         "the driver slept through the reconnection"
     );
 }
+
+#[test]
+fn an_answer_arriving_after_the_connection_dropped_does_not_show_online() {
+    let (service, net, _clock) = service(RetryPolicy::default());
+    let (open_gate, gate) = futures::channel::oneshot::channel::<()>();
+    LATE_GATE.with(|g| *g.borrow_mut() = Some(gate));
+    let call = service.scope(late_note("n".into()));
+    let drop_then_answer = async {
+        net.set_online(false);
+        assert!(!service.status().online);
+        open_gate.send(()).ok();
+    };
+    let (answer, ()) = block_on(futures::future::join(call, drop_then_answer));
+    assert_eq!(answer.unwrap(), "n");
+    assert!(
+        !service.status().online,
+        "the late answer made the status say online while the connectivity says offline"
+    );
+}
+
+thread_local! {
+    static LATE_GATE: RefCell<Option<futures::channel::oneshot::Receiver<()>>> = const { RefCell::new(None) };
+}
+
+/// A request whose answer arrives when the test opens the gate.
+#[offline_action(local = note_locally)]
+pub async fn late_note(text: String) -> Result<String, AppError> {
+    let gate = LATE_GATE.with(|g| g.borrow_mut().take());
+    if let Some(gate) = gate {
+        gate.await.ok();
+    }
+    apply_note(text)
+}

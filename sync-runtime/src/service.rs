@@ -551,8 +551,11 @@ impl SyncService {
             self.reconnected();
         }
         self.inner.offline_until.store(0, Ordering::SeqCst);
+        // An answer to a request sent before the connection dropped can arrive after the
+        // `offline` event: the connectivity, not the late answer, says whether we are online.
+        let online = self.inner.connectivity.is_online();
         self.inner.hub.update(|s| {
-            s.online = true;
+            s.online = online;
             s.last_error = None;
         });
     }

@@ -197,8 +197,58 @@ async function offlineChangesSyncOnceAfterAReload({ context, page, url }) {
   log("online again: synced; the server applied each action once");
 }
 
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function closingThePageMidReplayLosesNothing({ context, page, url }) {
+  await page.goto(url);
+  await eventually("the app to start under its service worker", async () => {
+    const shown = await readPage(page);
+    return shown.controlled && shown.connection === "Online" && shown;
+  });
+  const before = await serverState(url);
+  await context.setOffline(true);
+  await eventually("the offline indicator", async () => (await readPage(page)).connection === "Offline");
+  const titlesAdded = ["Pack", "Label", "Ship", "Invoice"];
+  for (const title of titlesAdded) await addTodo(page, title);
+  await eventually("the calls to wait", async () => Number((await readPage(page)).pending) >= 4);
+
+  // Slow answers: the server applies each call at once, the page hears back 400 ms later.
+  // Closing the page in between loses the answers of calls the server already applied.
+  await context.route("**/api/add_todo*", async (route) => {
+    const response = await route.fetch();
+    await sleep(400);
+    await route.fulfill({ response }).catch(() => {}); // the page may be gone by now
+  });
+  await context.setOffline(false);
+  await eventually("the replay to be under way", async () => (await serverState(url)).applied > before.applied);
+  await page.close();
+  const appliedAtClose = (await serverState(url)).applied - before.applied;
+  assert.ok(appliedAtClose < titlesAdded.length, `closed mid-replay (${appliedAtClose} applied)`);
+  log(`closed the page mid-replay, with ${appliedAtClose} of ${titlesAdded.length} calls applied`);
+  await context.unroute("**/api/add_todo*");
+
+  const reopened = await context.newPage();
+  await reopened.goto(url);
+  const shown = await eventually("the reopened page to finish the replay", async () => {
+    const now = await readPage(reopened);
+    const server = await serverState(url);
+    return now.connection === "Online" && now.pending === "0" && server.applied === before.applied + titlesAdded.length && now;
+  });
+  const server = await serverState(url);
+  const added = server.todos.filter((t) => titlesAdded.includes(t.title)).map((t) => t.title);
+  assert.deepEqual(added, titlesAdded, "each call applied once, in the order it was made");
+  await eventually("the reopened page to list what the server has", async () => {
+    const now = await readPage(reopened);
+    return JSON.stringify(titles(now.items)) === JSON.stringify(titles(server.todos));
+  });
+  assert.equal(shown.pendingText, "All changes synced");
+  log("reopened: the replay finished; nothing lost, nothing applied twice");
+}
+
 const tests = [
   ["offline changes survive a reload and sync once, a lost response included", offlineChangesSyncOnceAfterAReload],
+  ["closing the page mid-replay loses nothing and applies nothing twice", closingThePageMidReplayLosesNothing],
 ];
 
 let serverChild; // killed on every way out, the give-up timer's included
