@@ -1,0 +1,198 @@
+//! Configuring a service: stores, connectivity, clock, retries, executor, replay lock.
+
+use super::*;
+
+/// Configures a [`SyncService`].
+#[must_use]
+pub struct SyncServiceBuilder {
+    store: Option<Arc<dyn Store>>,
+    connectivity: Option<Arc<dyn Connectivity>>,
+    clock: Arc<dyn Clock>,
+    policy: RetryPolicy,
+    executor: Option<Arc<dyn Executor>>,
+    replay_lock: LockChoice,
+    migrations: HashMap<String, Migration>,
+    extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
+    seed: Option<u64>,
+}
+
+/// Which replay lock a builder was told to use.
+pub(super) enum LockChoice {
+    /// The store's own ([`Store::replay_lock`]), else the platform's (Web Locks in the browser).
+    Default,
+    Given(Arc<dyn ReplayLock>),
+    Without,
+}
+
+impl core::fmt::Debug for SyncServiceBuilder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SyncServiceBuilder")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncService {
+    /// Starts configuring a service.
+    pub fn builder() -> SyncServiceBuilder {
+        SyncServiceBuilder {
+            store: None,
+            connectivity: None,
+            clock: Arc::new(SystemClock),
+            policy: RetryPolicy::default(),
+            executor: None,
+            replay_lock: LockChoice::Default,
+            migrations: HashMap::new(),
+            extensions: HashMap::new(),
+            seed: None,
+        }
+    }
+}
+
+impl SyncServiceBuilder {
+    /// Where the queue, dead letters and local data live. Default: a [`MemoryStore`], which
+    /// keeps nothing across restarts; use `SqliteStore` (native) or `IndexedDbStore` (browser)
+    /// for durability. ([`SyncService::current`] without any configuration is durable.)
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Where the queue, dead letters and local data live, shared with other owners.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// What says whether the server is reachable. Default: always online (transient failures
+    /// still switch to the offline path).
+    pub fn connectivity(mut self, connectivity: impl Connectivity) -> Self {
+        self.connectivity = Some(Arc::new(connectivity));
+        self
+    }
+
+    /// The clock; inject a [`ManualClock`](crate::ManualClock) in tests.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How transient failures are retried.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Where background replay runs. Without one, the queue replays when
+    /// [`SyncService::replay`] is called, and before the next call of an action made online.
+    pub fn executor(mut self, executor: impl Executor) -> Self {
+        self.executor = Some(Arc::new(executor));
+        self
+    }
+
+    /// A lock taken around each replay, shared with other services on the same store, so
+    /// that only one of them replays at a time (see [`ReplayLock`]). Default: the store's
+    /// ([`Store::replay_lock`]: for a `SqliteStore` on a file, a
+    /// [`FileReplayLock`](crate::FileReplayLock) beside it, which every process on that file
+    /// shares); else the browser's Web Locks on wasm32, and none for other native stores.
+    pub fn replay_lock(mut self, lock: impl ReplayLock) -> Self {
+        self.replay_lock = LockChoice::Given(Arc::new(lock));
+        self
+    }
+
+    /// Replays without any lock shared with other services, not even the store's: for a
+    /// store that this service alone ever opens. Within the service, replays still run one
+    /// at a time.
+    pub fn without_replay_lock(mut self) -> Self {
+        self.replay_lock = LockChoice::Without;
+        self
+    }
+
+    /// Seeds the jitter's random numbers, for reproducible tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Attaches a value of your own (an HTTP client, a base URL…) that action bodies and
+    /// local handlers reach through [`SyncService::extension`], usually as
+    /// `ActionContext::current()?.service().extension::<T>()`. One value per type; a second
+    /// value of the same type replaces the first.
+    pub fn extension<T: MaybeSend + MaybeSync + 'static>(mut self, value: T) -> Self {
+        self.extensions
+            .insert(core::any::TypeId::of::<T>(), Box::new(value));
+        self
+    }
+
+    /// Registers a [`Migration`] for calls of `action` queued by an older version.
+    pub fn migrate(mut self, action: &str, migration: Migration) -> Self {
+        self.migrations.insert(action.to_owned(), migration);
+        self
+    }
+
+    /// Builds the service. Fails if two actions in this program share a name.
+    pub fn build(self) -> Result<SyncService, SyncError> {
+        Registry::global()?;
+        Ok(self.build_unchecked())
+    }
+
+    /// Builds the service without checking the registry; with duplicate action names, every
+    /// call then reports the duplicate.
+    pub(super) fn build_unchecked(self) -> SyncService {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let replay_lock = match self.replay_lock {
+            LockChoice::Default => store.replay_lock().or_else(platform_replay_lock),
+            LockChoice::Given(lock) => Some(lock),
+            LockChoice::Without => None,
+        };
+        let inner = Arc::new(Inner {
+            store,
+            connectivity: self
+                .connectivity
+                .unwrap_or_else(|| Arc::new(ManualConnectivity::new(true))),
+            clock: self.clock,
+            policy: self.policy,
+            executor: self.executor,
+            replay_lock,
+            migrations: self.migrations,
+            extensions: self.extensions,
+            ids: Mutex::new(IdMinter::new()),
+            rng: Mutex::new(
+                self.seed
+                    .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            ),
+            hub: StatusHub::default(),
+            replaying: AtomicBool::new(false),
+            replay_again: AtomicBool::new(false),
+            driver_running: AtomicBool::new(false),
+            offline_until: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+            reconnected: AtomicBool::new(false),
+            wake_driver: Mutex::new(None),
+            kicks: AtomicU64::new(0),
+        });
+        let online = inner.connectivity.is_online();
+        inner.hub.update(|s| s.online = online);
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        inner.connectivity.on_change(Box::new(move |online| {
+            if let Some(inner) = weak.upgrade() {
+                let service = SyncService { inner };
+                service.inner.hub.update(|s| s.online = online);
+                if online {
+                    service.reconnected();
+                }
+            }
+        }));
+        let service = SyncService { inner };
+        service.kick_replay();
+        service
+    }
+
+    /// Builds the service and makes it the one [`SyncService::current`] returns. May succeed
+    /// once per process.
+    pub fn install(self) -> Result<SyncService, SyncError> {
+        let service = self.build()?;
+        global::set(service.clone())?;
+        Ok(service)
+    }
+}

@@ -1,0 +1,160 @@
+//! One call of an action: online through its body, else answered locally and queued.
+
+use super::*;
+
+impl SyncService {
+    /// Runs one call of action `A`: online through its server body, else through its local
+    /// handler with the call queued. `#[offline_action]` functions call this.
+    ///
+    /// Only what depends on `A` is in this generic function (calling the body or the local
+    /// handler, and serializing `A`'s types); the rest is in non-generic helpers, compiled once
+    /// in this crate instead of once per action in the user's crate (BENCHMARKS.md, row 5).
+    pub async fn execute_action<A: Action>(
+        &self,
+        params: A::Params,
+    ) -> Result<A::Output, A::Error> {
+        let params_json = canonical_json(&params)
+            .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
+        let (id, timestamp, online) = self.begin_call().await?;
+        trace::call_routed(A::NAME, id, online);
+        if online {
+            let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
+            match context.clone().scope(A::server(params.clone())).await {
+                Ok(output) => {
+                    let answer =
+                        (A::KIND == ActionKind::Query).then(|| serde_json::to_string(&output));
+                    self.store_answer(&context, &params_json, answer).await;
+                    return Ok(output);
+                }
+                Err(error) if error.is_transient() => {
+                    trace::online_failed(A::NAME, id, &error, true);
+                    let retry_after = error.retry_after().or(context.noted_retry_after());
+                    self.mark_unreachable(error.to_string(), retry_after);
+                }
+                Err(error) => {
+                    trace::online_failed(A::NAME, id, &error, false);
+                    return Err(error);
+                }
+            }
+        }
+        let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Offline);
+        let result = context.clone().scope(A::local(params)).await;
+        // A local handler that fails rejects the call, as the server would; the generated
+        // mutation stub fails with `Queued` on purpose, and a query always queues a refresh.
+        if result.is_ok() || context.is_marked_queued() || A::KIND == ActionKind::Query {
+            let call = NewQueued {
+                id,
+                name: A::NAME.to_owned(),
+                version: A::VERSION,
+                kind: A::KIND,
+                params: params_json,
+                timestamp,
+                queued_at: self.inner.clock.now(),
+            };
+            self.queue_call(&context, call, result.is_ok()).await?;
+        }
+        result
+    }
+
+    /// Checks the registry, loads the counts, mints the call's id, and says whether the call
+    /// goes to the server first.
+    async fn begin_call(&self) -> Result<(ActionId, Timestamp, bool), SyncError> {
+        Registry::global()?;
+        self.ensure_counts().await?;
+        let (id, timestamp) = self.new_id();
+        Ok((id, timestamp, self.goes_online().await))
+    }
+
+    /// Whether the call goes to the server first.
+    async fn goes_online(&self) -> bool {
+        // While calls wait in the queue the server does not reflect them yet: a mutation sent
+        // now would overtake them, and a query's answer would be stamped newer than their
+        // optimistic writes and hide them. Both take the local path until the queue drains.
+        let backlog = self.inner.hub.pending() > 0;
+        if backlog && self.inner.executor.is_none() && self.is_reachable() {
+            // Nothing replays in the background: drain the queue first.
+            let _ = self.replay().await;
+        }
+        let backlog = self.inner.hub.pending() > 0;
+        self.is_reachable() && !backlog
+    }
+
+    /// Stores what a successful online call wrote, and a query's answer (`answer`, if the
+    /// action is a query). The server has already applied the call, so a failure here is
+    /// reported in the status, not returned.
+    async fn store_answer(
+        &self,
+        context: &ActionContext,
+        params_json: &str,
+        answer: Option<Result<String, serde_json::Error>>,
+    ) {
+        self.mark_reachable();
+        let mut batch = Batch::new();
+        batch.writes = context.take_writes();
+        match answer {
+            Some(Ok(json)) => batch.writes.push(cache_write(
+                context.name(),
+                params_json,
+                json,
+                context.stamp(),
+            )),
+            Some(Err(e)) => self.note_error(format!(
+                "could not cache the answer of `{}`: {e}",
+                context.name()
+            )),
+            None => {}
+        }
+        if !batch.is_empty() {
+            if let Err(e) = self.inner.store.apply(batch).await {
+                trace::store_error("store an online answer", &e);
+                self.note_error(e.to_string());
+            }
+        }
+    }
+
+    /// Queues a call answered offline, with its local handler's writes if `keep_writes`.
+    async fn queue_call(
+        &self,
+        context: &ActionContext,
+        call: NewQueued,
+        keep_writes: bool,
+    ) -> Result<(), SyncError> {
+        let (id, name) = (call.id, call.name.clone());
+        let mut batch = Batch::new();
+        if keep_writes {
+            batch.writes = context.take_writes();
+        }
+        batch.enqueue = Some(call);
+        let applied: Applied = self.inner.store.apply(batch).await?;
+        if applied.queued == Some(id) {
+            trace::queued(&name, id, applied.replaced);
+            if applied.replaced.is_none() {
+                self.inner.hub.update(|s| s.pending += 1);
+            }
+            self.inner.hub.emit(SyncEvent::Queued { id, name });
+        }
+        self.kick_replay();
+        Ok(())
+    }
+
+    /// The answer a query got online for these parameters, if one was cached.
+    pub(crate) async fn cached<A: Action>(
+        &self,
+        params: &A::Params,
+    ) -> Result<A::Output, A::Error> {
+        let key = canonical_json(params)
+            .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
+        let record = self
+            .inner
+            .store
+            .get(&cache_collection(A::NAME), &key)
+            .await
+            .map_err(SyncError::from)?;
+        match record.and_then(|r| r.value) {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                SyncError::serde(format!("decode the cached answer of `{}`", A::NAME), e).into()
+            }),
+            None => Err(SyncError::NotCached { action: A::NAME }.into()),
+        }
+    }
+}
