@@ -196,7 +196,6 @@ impl SyncService {
 
     async fn replay_pass(&self, report: &mut ReplayReport) -> Result<Stop, SyncError> {
         let registry = Registry::global()?;
-        let mut cut_backoff = self.inner.reconnected.swap(false, Ordering::SeqCst);
         loop {
             let Some(head) = self.inner.store.queued(None, 1).await?.into_iter().next() else {
                 return Ok(Stop::Empty);
@@ -213,10 +212,12 @@ impl SyncService {
             }
             // Once after the connection came back, the head goes at once: the backoff it got
             // while the connection was down says nothing about the connection now.
-            if head.next_attempt_at > now && !core::mem::take(&mut cut_backoff) {
+            if head.next_attempt_at > now && !self.inner.reconnected.swap(false, Ordering::SeqCst) {
                 return Ok(Stop::Waiting(head.next_attempt_at));
             }
-            cut_backoff = false;
+            // Whatever comes next uses the connection as it is now: a reconnection seen before
+            // this attempt must not cut the backoff this attempt may earn.
+            self.inner.reconnected.store(false, Ordering::SeqCst);
             if !self.inner.connectivity.is_online() {
                 return Ok(Stop::Offline);
             }
