@@ -3,7 +3,8 @@
 # missing, creates a cluster in a temporary directory (initdb as an unprivileged user), starts
 # it on a Unix socket in that directory (no TCP port, so runs never collide), exports its
 # connection string as SYNC_TEST_POSTGRES_URL, runs the command, and stops and deletes the
-# cluster on any exit.
+# cluster on any exit. The cluster runs with fsync off (fast tests); SYNC_POSTGRES_FSYNC=on
+# keeps PostgreSQL's durable defaults (for benchmarks).
 #
 #   bash scripts/postgres.sh cargo test -p sync-runtime --features postgres --test server_conformance
 set -euo pipefail
@@ -52,7 +53,7 @@ trap stop_cluster EXIT
 
 as_cluster "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
 as_cluster "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/socket/log" -w -t 60 \
-  -o "-c listen_addresses='' -k $PG_DIR/socket -c fsync=off -c max_connections=200" start >/dev/null
+  -o "-c listen_addresses='' -k $PG_DIR/socket -c fsync=${SYNC_POSTGRES_FSYNC:-off} -c max_connections=200" start >/dev/null
 echo "== PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on $PG_DIR/socket"
 
 export SYNC_TEST_POSTGRES_URL="host=$PG_DIR/socket user=postgres dbname=postgres"

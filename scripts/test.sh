@@ -12,7 +12,7 @@ echo "== native tests (with a throwaway PostgreSQL cluster)"
 CI="${CI:-1}" bash scripts/postgres.sh bash -c '
   cargo test --workspace --all-targets
   cargo test --workspace --doc
-  cargo test -p sync-runtime --features postgres --test server_conformance
+  cargo test -p sync-runtime --features deadpool-postgres --test server_conformance
 '
 
 echo "== browser tests (headless Chromium)"

@@ -310,7 +310,7 @@ async fn add_product(
     }
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
-    let applied = apply_once_async(&*tx, action.id, &request("POST", "/products", &body), async {
+    let applied = apply_once_async(&tx, action.id, &request("POST", "/products", &body), async {
         if find(&tx, &new.id).await?.is_some() {
             return Err(ApiError::Conflict(format!(
                 "a product with id {} already exists",
@@ -361,7 +361,7 @@ async fn update_price(
     let path = format!("/products/{id}/price");
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
-    let applied = apply_once_async(&*tx, action.id, &request("PUT", &path, &body), async {
+    let applied = apply_once_async(&tx, action.id, &request("PUT", &path, &body), async {
         // Last-write-wins in one statement (server::postgres::LAST_WRITE_WINS): the row lock
         // orders two instances updating the same product at once.
         let updated = tx
@@ -409,7 +409,7 @@ async fn delete_product(
     let path = format!("/products/{id}");
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
-    let applied = apply_once_async(&*tx, action.id, &request("DELETE", &path, &[]), async {
+    let applied = apply_once_async(&tx, action.id, &request("DELETE", &path, &[]), async {
         let deleted = tx
             .query_opt("DELETE FROM products WHERE id = $1 RETURNING name", &[&id])
             .await?;

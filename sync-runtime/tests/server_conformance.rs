@@ -1,13 +1,18 @@
 //! One conformance suite for the server half's record of applied actions
 //! (`server::AsyncAppliedActions` through `server::apply_once_async`), run against SQLite
-//! (a `rusqlite` transaction) and a real PostgreSQL (a `tokio-postgres` transaction), plus
+//! (a `rusqlite` transaction) and a real PostgreSQL (a `tokio-postgres` transaction, and a
+//! pooled `deadpool-postgres` one), plus
 //! what only PostgreSQL can show: concurrent copies of one action on separate connections.
 //!
 //! The PostgreSQL half needs a server: `SYNC_TEST_POSTGRES_URL` is its connection string
 //! (`scripts/postgres.sh` starts a throwaway cluster and sets it). Without it those tests
 //! say so and pass, unless `CI` is set: then they fail, so CI cannot skip them silently.
-//! Needs the `postgres` feature (and `sqlite`, the default).
-#![cfg(all(feature = "sqlite", feature = "postgres", not(target_arch = "wasm32")))]
+//! Needs the `deadpool-postgres` feature (and `sqlite`, the default).
+#![cfg(all(
+    feature = "sqlite",
+    feature = "deadpool-postgres",
+    not(target_arch = "wasm32")
+))]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -256,6 +261,80 @@ impl Backend for Postgres {
     }
 }
 
+/// PostgreSQL through a deadpool pool: its transactions prepare the statements once per
+/// connection.
+struct Pooled(deadpool_postgres::Pool);
+
+impl Pooled {
+    async fn new() -> Option<Self> {
+        let config = fresh_database().await?;
+        let manager = deadpool_postgres::Manager::new(config, NoTls);
+        Some(Pooled(
+            deadpool_postgres::Pool::builder(manager)
+                .max_size(2)
+                .build()
+                .unwrap(),
+        ))
+    }
+}
+
+impl Backend for Pooled {
+    const KEEPS_FINGERPRINTS: bool = true;
+
+    async fn add_item(&mut self, action: ActionId, name: &str) -> Result<Applied<i64>, TestError> {
+        let mut client = self.0.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        let applied = apply_once_async(&tx, action, name.as_bytes(), async {
+            pg_insert(&tx, name).await
+        })
+        .await?;
+        tx.commit().await.unwrap();
+        Ok(applied)
+    }
+
+    async fn add_item_without_id(&mut self, name: &str) -> Result<i64, TestError> {
+        let mut client = self.0.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        let n = run_once_async(&tx, None, name.as_bytes(), async {
+            pg_insert(&tx, name).await
+        })
+        .await?;
+        tx.commit().await.unwrap();
+        Ok(n)
+    }
+
+    async fn abandon_item(&mut self, action: ActionId, name: &str) {
+        let mut client = self.0.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        apply_once_async(&tx, action, name.as_bytes(), async {
+            pg_insert(&tx, name).await
+        })
+        .await
+        .unwrap();
+        drop(tx);
+    }
+
+    async fn names(&mut self) -> Vec<String> {
+        let client = self.0.get().await.unwrap();
+        let rows = client.query("SELECT name FROM items", &[]).await.unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    async fn applied(&mut self) -> i64 {
+        let client = self.0.get().await.unwrap();
+        client
+            .query_one("SELECT count(*) FROM applied_actions", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    async fn forget_before(&mut self, before: Timestamp) -> u64 {
+        let client = self.0.get().await.unwrap();
+        pg::forget_applied_before(&**client, before).await.unwrap()
+    }
+}
+
 // The suite: every backend must pass each of these.
 
 async fn the_same_action_twice_is_applied_once(mut db: impl Backend) {
@@ -325,6 +404,17 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $test() {
                     if let Some(db) = super::Postgres::new().await {
+                        super::$test(db).await;
+                    }
+                }
+            )*
+        }
+
+        mod postgres_pooled {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    if let Some(db) = super::Pooled::new().await {
                         super::$test(db).await;
                     }
                 }

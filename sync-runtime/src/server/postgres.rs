@@ -47,6 +47,7 @@ use crate::{ActionId, Clock, StoreError, SyncError, SystemClock, Timestamp};
 use core::future::Future;
 use core::time::Duration;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 /// The condition of a last-write-wins `UPDATE`: true when the row's last change (its
@@ -57,6 +58,12 @@ pub const LAST_WRITE_WINS: &str = "(updated_at, updated_by) <= ($ts, $id)";
 
 // A lock id for `migrate`, so that instances starting together create the table once.
 const MIGRATE_LOCK: i64 = 0x6170_706c_6965_6431; // "applied1"
+
+const CLAIM: &str = "INSERT INTO applied_actions (id, fingerprint, applied_at)
+                     VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
+const RECORDED: &str = "SELECT response, fingerprint FROM applied_actions WHERE id = $1";
+const RECORD: &str =
+    "UPDATE applied_actions SET response = $2 WHERE id = $1 AND response IS NULL";
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS applied_actions (
@@ -144,7 +151,10 @@ pub fn retention_cutoff(now: Timestamp, ttl: Duration, margin: Duration) -> Time
 }
 
 /// The record lives in the `applied_actions` table (see [`migrate`]); the claim is the
-/// `INSERT ... ON CONFLICT DO NOTHING` described in the [module docs](self).
+/// `INSERT ... ON CONFLICT DO NOTHING` described in the [module docs](self). Its statements
+/// are sent unprepared (one round trip each, planned every time); a pooled
+/// `deadpool_postgres::Transaction` (feature `deadpool-postgres`) prepares them once per
+/// connection.
 impl AsyncAppliedActions for Transaction<'_> {
     fn claim(
         &self,
@@ -152,45 +162,26 @@ impl AsyncAppliedActions for Transaction<'_> {
         fingerprint: i64,
     ) -> impl Future<Output = Result<Claim, SyncError>> + Send {
         async move {
-            let operation = "claim an action id";
+            let at = millis(SystemClock.now());
             let claimed = self
-                .execute(
-                    "INSERT INTO applied_actions (id, fingerprint, applied_at)
-                     VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                    &[&id.0, &fingerprint, &millis(SystemClock.now())],
+                .execute_typed(
+                    CLAIM,
+                    &[
+                        (&id.0, Type::UUID),
+                        (&fingerprint, Type::INT8),
+                        (&at, Type::INT8),
+                    ],
                 )
                 .await
-                .map_err(|e| claim_error(id, operation, &e))?;
+                .map_err(|e| claim_error(id, &e))?;
             if claimed == 1 {
                 return Ok(Claim::Claimed);
             }
-            // A committed transaction applied it (a new statement sees its row).
             let row = self
-                .query_opt(
-                    "SELECT response, fingerprint FROM applied_actions WHERE id = $1",
-                    &[&id.0],
-                )
+                .query_typed_opt(RECORDED, &[(&id.0, Type::UUID)])
                 .await
-                .map_err(|e| claim_error(id, operation, &e))?;
-            match row {
-                Some(row) => match row.get::<_, Option<String>>(0) {
-                    Some(response) => Ok(Claim::Applied {
-                        response,
-                        fingerprint: Some(row.get(1)),
-                    }),
-                    // Committed without a response: apply_once_async failed and the caller
-                    // committed anyway. Nothing can be answered for it.
-                    None => Err(SyncError::Store(StoreError::Backend {
-                        operation,
-                        message: format!(
-                            "action {id} was claimed by a transaction that committed without \
-                             recording a response (commit only when apply_once_async succeeds)"
-                        ),
-                    })),
-                },
-                // Deleted between the two statements (forget_applied_before): try again.
-                None => Err(SyncError::ActionInProgress { id }),
-            }
+                .map_err(|e| claim_error(id, &e))?;
+            recorded(id, row)
         }
     }
 
@@ -201,27 +192,107 @@ impl AsyncAppliedActions for Transaction<'_> {
         response: &str,
     ) -> impl Future<Output = Result<(), SyncError>> + Send {
         async move {
-            let operation = "record an applied action";
             let updated = self
-                .execute(
-                    "UPDATE applied_actions SET response = $2 WHERE id = $1 AND response IS NULL",
-                    &[&id.0, &response],
-                )
+                .execute_typed(RECORD, &[(&id.0, Type::UUID), (&response, Type::TEXT)])
                 .await
-                .map_err(|e| backend(operation, &e))?;
-            if updated == 1 {
-                Ok(())
-            } else {
-                Err(SyncError::Store(StoreError::Backend {
-                    operation,
-                    message: format!("action {id} is not claimed by this transaction"),
-                }))
-            }
+                .map_err(|e| backend(RECORD_OPERATION, &e))?;
+            recorded_once(id, updated)
         }
     }
 }
 
-fn claim_error(id: ActionId, operation: &'static str, error: &tokio_postgres::Error) -> SyncError {
+/// As for a plain [`Transaction`], with the statements prepared once per pooled connection
+/// (deadpool's statement cache).
+#[cfg(feature = "deadpool-postgres")]
+impl AsyncAppliedActions for deadpool_postgres::Transaction<'_> {
+    fn claim(
+        &self,
+        id: ActionId,
+        fingerprint: i64,
+    ) -> impl Future<Output = Result<Claim, SyncError>> + Send {
+        async move {
+            let at = millis(SystemClock.now());
+            let claim = self
+                .prepare_cached(CLAIM)
+                .await
+                .map_err(|e| claim_error(id, &e))?;
+            let claimed = self
+                .execute(&claim, &[&id.0, &fingerprint, &at])
+                .await
+                .map_err(|e| claim_error(id, &e))?;
+            if claimed == 1 {
+                return Ok(Claim::Claimed);
+            }
+            let read = self
+                .prepare_cached(RECORDED)
+                .await
+                .map_err(|e| claim_error(id, &e))?;
+            let row = self
+                .query_opt(&read, &[&id.0])
+                .await
+                .map_err(|e| claim_error(id, &e))?;
+            recorded(id, row)
+        }
+    }
+
+    fn record_response(
+        &self,
+        id: ActionId,
+        _fingerprint: i64,
+        response: &str,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        async move {
+            let record = self
+                .prepare_cached(RECORD)
+                .await
+                .map_err(|e| backend(RECORD_OPERATION, &e))?;
+            let updated = self
+                .execute(&record, &[&id.0, &response])
+                .await
+                .map_err(|e| backend(RECORD_OPERATION, &e))?;
+            recorded_once(id, updated)
+        }
+    }
+}
+
+const CLAIM_OPERATION: &str = "claim an action id";
+const RECORD_OPERATION: &str = "record an applied action";
+
+/// What a claim that inserted nothing found: the row a committed transaction left.
+fn recorded(id: ActionId, row: Option<tokio_postgres::Row>) -> Result<Claim, SyncError> {
+    match row {
+        Some(row) => match row.get::<_, Option<String>>(0) {
+            Some(response) => Ok(Claim::Applied {
+                response,
+                fingerprint: Some(row.get(1)),
+            }),
+            // Committed without a response: apply_once_async failed and the caller
+            // committed anyway. Nothing can be answered for it.
+            None => Err(SyncError::Store(StoreError::Backend {
+                operation: CLAIM_OPERATION,
+                message: format!(
+                    "action {id} was claimed by a transaction that committed without \
+                     recording a response (commit only when apply_once_async succeeds)"
+                ),
+            })),
+        },
+        // Deleted between the two statements (forget_applied_before): try again.
+        None => Err(SyncError::ActionInProgress { id }),
+    }
+}
+
+fn recorded_once(id: ActionId, updated: u64) -> Result<(), SyncError> {
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(SyncError::Store(StoreError::Backend {
+            operation: RECORD_OPERATION,
+            message: format!("action {id} is not claimed by this transaction"),
+        }))
+    }
+}
+
+fn claim_error(id: ActionId, error: &tokio_postgres::Error) -> SyncError {
     match error.code() {
         Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
             || *code == SqlState::T_R_DEADLOCK_DETECTED
@@ -229,6 +300,6 @@ fn claim_error(id: ActionId, operation: &'static str, error: &tokio_postgres::Er
         {
             SyncError::ActionInProgress { id }
         }
-        _ => backend(operation, error),
+        _ => backend(CLAIM_OPERATION, error),
     }
 }
