@@ -61,7 +61,11 @@ impl From<SyncError> for Failed {
 }
 
 /// The change both variants make: a product row and a change-log row.
-async fn add(tx: &Transaction<'_>, new: &CreateProduct, action: &ActionHeaders) -> Result<Product, Failed> {
+async fn add(
+    tx: &Transaction<'_>,
+    new: &CreateProduct,
+    action: &ActionHeaders,
+) -> Result<Product, Failed> {
     let at = action.timestamp.map_or(0, |t| t.as_millis());
     let insert = tx
         .prepare_cached(
@@ -72,7 +76,14 @@ async fn add(tx: &Transaction<'_>, new: &CreateProduct, action: &ActionHeaders) 
     let updated_at = i64::try_from(at).unwrap_or(i64::MAX);
     tx.execute(
         &insert,
-        &[&new.id, &new.tenant_id, &new.name, &new.price_cents, &updated_at, &action.id.0],
+        &[
+            &new.id,
+            &new.tenant_id,
+            &new.name,
+            &new.price_cents,
+            &updated_at,
+            &action.id.0,
+        ],
     )
     .await?;
     let log = tx
@@ -189,16 +200,20 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let full = std::env::args().any(|a| a == "--bench");
-    let url = match std::env::var("SYNC_TEST_POSTGRES_URL").or_else(|_| std::env::var("DATABASE_URL")) {
-        Ok(url) => url,
-        Err(_) if std::env::var_os("CI").is_some() => {
-            return Err("CI is set but SYNC_TEST_POSTGRES_URL is not: run through scripts/postgres.sh".into())
-        }
-        Err(_) => {
-            println!("apply_once on PostgreSQL: no SYNC_TEST_POSTGRES_URL, not measured");
-            return Ok(());
-        }
-    };
+    let url =
+        match std::env::var("SYNC_TEST_POSTGRES_URL").or_else(|_| std::env::var("DATABASE_URL")) {
+            Ok(url) => url,
+            Err(_) if std::env::var_os("CI").is_some() => {
+                return Err(
+                    "CI is set but SYNC_TEST_POSTGRES_URL is not: run through scripts/postgres.sh"
+                        .into(),
+                )
+            }
+            Err(_) => {
+                println!("apply_once on PostgreSQL: no SYNC_TEST_POSTGRES_URL, not measured");
+                return Ok(());
+            }
+        };
     let (rounds, per_round) = if full {
         (env_or("BENCH_ROUNDS", 10), env_or("BENCH_PER_ROUND", 1000))
     } else {
@@ -206,7 +221,9 @@ async fn main() -> Result<(), Error> {
     };
 
     let config: tokio_postgres::Config = url.parse()?;
-    let pool = Pool::builder(Manager::new(config, NoTls)).max_size(4).build()?;
+    let pool = Pool::builder(Manager::new(config, NoTls))
+        .max_size(4)
+        .build()?;
     {
         let mut client = pool.get().await?;
         client.batch_execute(SCHEMA).await?;
@@ -223,8 +240,14 @@ async fn main() -> Result<(), Error> {
     let http = reqwest::Client::builder().no_proxy().build()?;
     let variants = [
         ("the handler alone", format!("{base}/plain")),
-        ("in apply_once_async, pooled transaction", format!("{base}/with")),
-        ("in apply_once_async, unprepared", format!("{base}/with-unprepared")),
+        (
+            "in apply_once_async, pooled transaction",
+            format!("{base}/with"),
+        ),
+        (
+            "in apply_once_async, unprepared",
+            format!("{base}/with-unprepared"),
+        ),
     ];
 
     // Warm up every path (connections, cached statements).

@@ -51,7 +51,9 @@ fn cluster() -> Option<String> {
             panic!("CI is set but {URL_VARIABLE} is not: run through scripts/postgres.sh")
         }
         Err(_) => {
-            eprintln!("{URL_VARIABLE} is not set: PostgreSQL not tested (scripts/postgres.sh sets it)");
+            eprintln!(
+                "{URL_VARIABLE} is not set: PostgreSQL not tested (scripts/postgres.sh sets it)"
+            );
             None
         }
     }
@@ -92,7 +94,7 @@ async fn instance() {
         return;
     };
     let mut config: Config = url.parse().unwrap();
-    config.dbname(&std::env::var(CHILD_DATABASE).unwrap());
+    config.dbname(std::env::var(CHILD_DATABASE).unwrap());
     let pause = std::env::var(CHILD_PAUSE_MS)
         .ok()
         .map(|ms| Duration::from_millis(ms.parse().unwrap()));
@@ -117,7 +119,13 @@ impl Instance {
     async fn start(url: &str, database: &str, pause_before_commit: Option<Duration>) -> Self {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
-            .args(["--ignored", "--exact", "instance", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "instance",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_URL, url)
             .env(CHILD_DATABASE, database)
             .stdout(Stdio::piped())
@@ -243,7 +251,15 @@ fn workload(per_client: u64) -> (Vec<Action>, Vec<Vec<Action>>) {
     let setup = shared
         .iter()
         .enumerate()
-        .map(|(n, &product)| Action::add(uuid(99, n as u64), base, product, &format!("Shared {n}"), 100))
+        .map(|(n, &product)| {
+            Action::add(
+                uuid(99, n as u64),
+                base,
+                product,
+                &format!("Shared {n}"),
+                100,
+            )
+        })
         .collect();
     let clients = (0..3)
         .map(|client| {
@@ -264,7 +280,12 @@ fn workload(per_client: u64) -> (Vec<Action>, Vec<Vec<Action>>) {
                     own[rng.usize(..own.len())]
                 };
                 let at = base + 10 + rng.u64(0..5_000);
-                actions.push(Action::price(uuid(client, n), at, product, rng.i64(1..100_000)));
+                actions.push(Action::price(
+                    uuid(client, n),
+                    at,
+                    product,
+                    rng.i64(1..100_000),
+                ));
             }
             actions
         })
@@ -364,7 +385,9 @@ async fn start_proxy(instances: [String; 2], duplicate_every: u64) -> (String, A
     let app = axum::Router::new()
         .fallback(forward)
         .with_state(Arc::clone(&proxy));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, proxy)
@@ -454,7 +477,10 @@ async fn an_instance_killed_mid_transaction_leaves_nothing_and_the_other_applies
     doomed.wait_for("pausing before commit").await;
     doomed.process.start_kill().unwrap(); // SIGKILL
     doomed.process.wait().await.unwrap();
-    assert!(first.await.unwrap().is_err(), "the killed instance never answers");
+    assert!(
+        first.await.unwrap().is_err(),
+        "the killed instance never answers"
+    );
 
     // PostgreSQL rolls the dead connection's transaction back: nothing is half-applied.
     let watcher = connect(&config).await;
@@ -502,7 +528,10 @@ async fn bad_action_headers_are_refused_and_a_reused_id_never_applies_new_parame
             .header("content-type", "application/json")
             .body(body);
         for (name, value) in headers {
-            request = request.header(*name, reqwest::header::HeaderValue::from_bytes(value).unwrap());
+            request = request.header(
+                *name,
+                reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+            );
         }
         request.send()
     };
@@ -515,11 +544,20 @@ async fn bad_action_headers_are_refused_and_a_reused_id_never_applies_new_parame
         vec![(ACTION_ID_HEADER, b"42".as_slice())],
         vec![(ACTION_ID_HEADER, b"not-a-uuid".as_slice())],
         vec![(ACTION_ID_HEADER, b"\xff\xfe".as_slice())],
-        vec![(ACTION_ID_HEADER, id.as_bytes()), (ACTION_TIMESTAMP_HEADER, b"yesterday".as_slice())],
-        vec![(ACTION_ID_HEADER, id.as_bytes()), (ACTION_TIMESTAMP_HEADER, b"-5".as_slice())],
         vec![
             (ACTION_ID_HEADER, id.as_bytes()),
-            (ACTION_TIMESTAMP_HEADER, b"99999999999999999999999".as_slice()),
+            (ACTION_TIMESTAMP_HEADER, b"yesterday".as_slice()),
+        ],
+        vec![
+            (ACTION_ID_HEADER, id.as_bytes()),
+            (ACTION_TIMESTAMP_HEADER, b"-5".as_slice()),
+        ],
+        vec![
+            (ACTION_ID_HEADER, id.as_bytes()),
+            (
+                ACTION_TIMESTAMP_HEADER,
+                b"99999999999999999999999".as_slice(),
+            ),
         ],
     ] {
         let response = post(&headers, tea.body.clone()).await.unwrap();

@@ -147,8 +147,11 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Retry(m) => {
-                let mut response =
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { error: m })).into_response();
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(ErrorBody { error: m }),
+                )
+                    .into_response();
                 response
                     .headers_mut()
                     .insert("retry-after", HeaderValue::from_static("1"));
@@ -310,38 +313,43 @@ async fn add_product(
     }
     let mut client = app.pool.get().await?;
     let tx = client.transaction().await?;
-    let applied = apply_once_async(&tx, action.id, &request("POST", "/products", &body), async {
-        if find(&tx, &new.id).await?.is_some() {
-            return Err(ApiError::Conflict(format!(
-                "a product with id {} already exists",
-                new.id
-            )));
-        }
-        let product = Product {
-            id: new.id.clone(),
-            tenant_id: new.tenant_id.clone(),
-            name: new.name.trim().to_owned(),
-            price_cents: new.price_cents,
-            updated_at: u64::try_from(acted_at(&action)).unwrap_or(0),
-        };
-        tx.execute(
-            "INSERT INTO products (id, tenant_id, name, price_cents, updated_at, updated_by)
+    let applied = apply_once_async(
+        &tx,
+        action.id,
+        &request("POST", "/products", &body),
+        async {
+            if find(&tx, &new.id).await?.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "a product with id {} already exists",
+                    new.id
+                )));
+            }
+            let product = Product {
+                id: new.id.clone(),
+                tenant_id: new.tenant_id.clone(),
+                name: new.name.trim().to_owned(),
+                price_cents: new.price_cents,
+                updated_at: u64::try_from(acted_at(&action)).unwrap_or(0),
+            };
+            tx.execute(
+                "INSERT INTO products (id, tenant_id, name, price_cents, updated_at, updated_by)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &product.id,
-                &product.tenant_id,
-                &product.name,
-                &product.price_cents,
-                &acted_at(&action),
-                &action.id.0,
-            ],
-        )
-        .await?;
-        let change = format!("add {} {}", product.name, money(product.price_cents));
-        log(&tx, action.id, change).await?;
-        app.pause(action.id).await;
-        Ok(product)
-    })
+                &[
+                    &product.id,
+                    &product.tenant_id,
+                    &product.name,
+                    &product.price_cents,
+                    &acted_at(&action),
+                    &action.id.0,
+                ],
+            )
+            .await?;
+            let change = format!("add {} {}", product.name, money(product.price_cents));
+            log(&tx, action.id, change).await?;
+            app.pause(action.id).await;
+            Ok(product)
+        },
+    )
     .await?;
     tx.commit().await?;
     Ok(app.respond(StatusCode::CREATED, action.id, applied))
@@ -416,7 +424,12 @@ async fn delete_product(
         let Some(row) = deleted else {
             return Err(ApiError::NotFound(format!("there is no product {id}")));
         };
-        log(&tx, action.id, format!("delete {}", row.get::<_, String>(0))).await?;
+        log(
+            &tx,
+            action.id,
+            format!("delete {}", row.get::<_, String>(0)),
+        )
+        .await?;
         app.pause(action.id).await;
         Ok(())
     })

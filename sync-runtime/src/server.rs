@@ -13,7 +13,7 @@
 //! [`Transaction`](rusqlite::Transaction) (feature `sqlite`, the default); any database with
 //! transactions can implement it. Its async twin, [`AsyncAppliedActions`] with
 //! [`apply_once_async`], is implemented for every `AppliedActions` and, with the `postgres`
-//! feature, for a `tokio-postgres` transaction ([`postgres`]): the contract for servers that
+//! feature, for a `tokio-postgres` transaction (module `postgres`): the contract for servers that
 //! run as several instances on one database. [`ActionHeaders`] reads the id and timestamp
 //! from request headers, and with the `axum` feature is an axum extractor.
 //!

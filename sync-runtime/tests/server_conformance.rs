@@ -380,11 +380,17 @@ async fn records_older_than_the_ttl_and_a_margin_are_forgotten(mut db: impl Back
     db.add_item(id(1), "tea").await.unwrap();
     let ttl = RetryPolicy::default().ttl;
     let margin = Duration::from_secs(24 * 3600);
-    assert_eq!(db.forget_before(retention_cutoff(now(), ttl, margin)).await, 0);
+    assert_eq!(
+        db.forget_before(retention_cutoff(now(), ttl, margin)).await,
+        0
+    );
     assert_eq!(db.applied().await, 1);
     // Eight days on, the record is older than the seven-day TTL plus a day.
     let later = Timestamp(now().as_millis() + 8 * 24 * 3600 * 1000 + 1000);
-    assert_eq!(db.forget_before(retention_cutoff(later, ttl, margin)).await, 1);
+    assert_eq!(
+        db.forget_before(retention_cutoff(later, ttl, margin)).await,
+        1
+    );
     assert_eq!(db.applied().await, 0);
 }
 
@@ -466,11 +472,21 @@ fn copy_of(
     })
 }
 
-async fn race(isolation: IsolationLevel, first_commits: bool) -> Option<(Applied<i64>, Result<Applied<i64>, TestError>, Vec<String>)> {
+async fn race(
+    isolation: IsolationLevel,
+    first_commits: bool,
+) -> Option<(Applied<i64>, Result<Applied<i64>, TestError>, Vec<String>)> {
     let config = fresh_database().await?;
     let (started, first_started) = tokio::sync::oneshot::channel();
     let (release, go) = tokio::sync::oneshot::channel();
-    let first = copy_of(connect(&config).await, isolation, id(7), started, go, first_commits);
+    let first = copy_of(
+        connect(&config).await,
+        isolation,
+        id(7),
+        started,
+        go,
+        first_commits,
+    );
     first_started.await.unwrap();
     // The first copy holds the id and has changed the data, uncommitted.
     // Its own change (if it runs) does not wait: its `go` has no sender.
@@ -478,7 +494,10 @@ async fn race(isolation: IsolationLevel, first_commits: bool) -> Option<(Applied
     let (_, go) = tokio::sync::oneshot::channel();
     let second = copy_of(connect(&config).await, isolation, id(7), started, go, true);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "the second copy must wait for the first");
+    assert!(
+        !second.is_finished(),
+        "the second copy must wait for the first"
+    );
     release.send(()).unwrap();
     let first = first.await.unwrap().unwrap();
     let second = tokio::time::timeout(Duration::from_secs(10), second)
@@ -542,7 +561,9 @@ async fn postgres_last_write_wins_applies_only_newer_writes() {
         .unwrap();
     let statement = format!(
         "UPDATE prices SET cents = $2, updated_at = $3, updated_by = $4 WHERE id = $1 AND {}",
-        pg::LAST_WRITE_WINS.replace("$ts", "$3").replace("$id", "$4")
+        pg::LAST_WRITE_WINS
+            .replace("$ts", "$3")
+            .replace("$id", "$4")
     );
     let write = async |cents: i64, at: i64, by: ActionId| {
         client
@@ -551,8 +572,16 @@ async fn postgres_last_write_wins_applies_only_newer_writes() {
             .unwrap()
     };
     assert_eq!(write(100, 999, id(9)).await, 0, "older: ignored");
-    assert_eq!(write(110, 1000, id(4)).await, 0, "same time, smaller id: ignored");
-    assert_eq!(write(120, 1000, id(6)).await, 1, "same time, larger id: applied");
+    assert_eq!(
+        write(110, 1000, id(4)).await,
+        0,
+        "same time, smaller id: ignored"
+    );
+    assert_eq!(
+        write(120, 1000, id(6)).await,
+        1,
+        "same time, larger id: applied"
+    );
     assert_eq!(write(130, 2000, id(1)).await, 1, "newer: applied");
     let cents: i64 = client
         .query_one("SELECT cents FROM prices", &[])

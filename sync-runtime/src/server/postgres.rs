@@ -44,7 +44,6 @@
 
 use super::{AsyncAppliedActions, Claim};
 use crate::{ActionId, Clock, StoreError, SyncError, SystemClock, Timestamp};
-use core::future::Future;
 use core::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -62,8 +61,7 @@ const MIGRATE_LOCK: i64 = 0x6170_706c_6965_6431; // "applied1"
 const CLAIM: &str = "INSERT INTO applied_actions (id, fingerprint, applied_at)
                      VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
 const RECORDED: &str = "SELECT response, fingerprint FROM applied_actions WHERE id = $1";
-const RECORD: &str =
-    "UPDATE applied_actions SET response = $2 WHERE id = $1 AND response IS NULL";
+const RECORD: &str = "UPDATE applied_actions SET response = $2 WHERE id = $1 AND response IS NULL";
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS applied_actions (
@@ -156,48 +154,40 @@ pub fn retention_cutoff(now: Timestamp, ttl: Duration, margin: Duration) -> Time
 /// `deadpool_postgres::Transaction` (feature `deadpool-postgres`) prepares them once per
 /// connection.
 impl AsyncAppliedActions for Transaction<'_> {
-    fn claim(
-        &self,
-        id: ActionId,
-        fingerprint: i64,
-    ) -> impl Future<Output = Result<Claim, SyncError>> + Send {
-        async move {
-            let at = millis(SystemClock.now());
-            let claimed = self
-                .execute_typed(
-                    CLAIM,
-                    &[
-                        (&id.0, Type::UUID),
-                        (&fingerprint, Type::INT8),
-                        (&at, Type::INT8),
-                    ],
-                )
-                .await
-                .map_err(|e| claim_error(id, &e))?;
-            if claimed == 1 {
-                return Ok(Claim::Claimed);
-            }
-            let row = self
-                .query_typed_opt(RECORDED, &[(&id.0, Type::UUID)])
-                .await
-                .map_err(|e| claim_error(id, &e))?;
-            recorded(id, row)
+    async fn claim(&self, id: ActionId, fingerprint: i64) -> Result<Claim, SyncError> {
+        let at = millis(SystemClock.now());
+        let claimed = self
+            .execute_typed(
+                CLAIM,
+                &[
+                    (&id.0, Type::UUID),
+                    (&fingerprint, Type::INT8),
+                    (&at, Type::INT8),
+                ],
+            )
+            .await
+            .map_err(|e| claim_error(id, &e))?;
+        if claimed == 1 {
+            return Ok(Claim::Claimed);
         }
+        let row = self
+            .query_typed_opt(RECORDED, &[(&id.0, Type::UUID)])
+            .await
+            .map_err(|e| claim_error(id, &e))?;
+        recorded(id, row)
     }
 
-    fn record_response(
+    async fn record_response(
         &self,
         id: ActionId,
         _fingerprint: i64,
         response: &str,
-    ) -> impl Future<Output = Result<(), SyncError>> + Send {
-        async move {
-            let updated = self
-                .execute_typed(RECORD, &[(&id.0, Type::UUID), (&response, Type::TEXT)])
-                .await
-                .map_err(|e| backend(RECORD_OPERATION, &e))?;
-            recorded_once(id, updated)
-        }
+    ) -> Result<(), SyncError> {
+        let updated = self
+            .execute_typed(RECORD, &[(&id.0, Type::UUID), (&response, Type::TEXT)])
+            .await
+            .map_err(|e| backend(RECORD_OPERATION, &e))?;
+        recorded_once(id, updated)
     }
 }
 
@@ -205,53 +195,45 @@ impl AsyncAppliedActions for Transaction<'_> {
 /// (deadpool's statement cache).
 #[cfg(feature = "deadpool-postgres")]
 impl AsyncAppliedActions for deadpool_postgres::Transaction<'_> {
-    fn claim(
-        &self,
-        id: ActionId,
-        fingerprint: i64,
-    ) -> impl Future<Output = Result<Claim, SyncError>> + Send {
-        async move {
-            let at = millis(SystemClock.now());
-            let claim = self
-                .prepare_cached(CLAIM)
-                .await
-                .map_err(|e| claim_error(id, &e))?;
-            let claimed = self
-                .execute(&claim, &[&id.0, &fingerprint, &at])
-                .await
-                .map_err(|e| claim_error(id, &e))?;
-            if claimed == 1 {
-                return Ok(Claim::Claimed);
-            }
-            let read = self
-                .prepare_cached(RECORDED)
-                .await
-                .map_err(|e| claim_error(id, &e))?;
-            let row = self
-                .query_opt(&read, &[&id.0])
-                .await
-                .map_err(|e| claim_error(id, &e))?;
-            recorded(id, row)
+    async fn claim(&self, id: ActionId, fingerprint: i64) -> Result<Claim, SyncError> {
+        let at = millis(SystemClock.now());
+        let claim = self
+            .prepare_cached(CLAIM)
+            .await
+            .map_err(|e| claim_error(id, &e))?;
+        let claimed = self
+            .execute(&claim, &[&id.0, &fingerprint, &at])
+            .await
+            .map_err(|e| claim_error(id, &e))?;
+        if claimed == 1 {
+            return Ok(Claim::Claimed);
         }
+        let read = self
+            .prepare_cached(RECORDED)
+            .await
+            .map_err(|e| claim_error(id, &e))?;
+        let row = self
+            .query_opt(&read, &[&id.0])
+            .await
+            .map_err(|e| claim_error(id, &e))?;
+        recorded(id, row)
     }
 
-    fn record_response(
+    async fn record_response(
         &self,
         id: ActionId,
         _fingerprint: i64,
         response: &str,
-    ) -> impl Future<Output = Result<(), SyncError>> + Send {
-        async move {
-            let record = self
-                .prepare_cached(RECORD)
-                .await
-                .map_err(|e| backend(RECORD_OPERATION, &e))?;
-            let updated = self
-                .execute(&record, &[&id.0, &response])
-                .await
-                .map_err(|e| backend(RECORD_OPERATION, &e))?;
-            recorded_once(id, updated)
-        }
+    ) -> Result<(), SyncError> {
+        let record = self
+            .prepare_cached(RECORD)
+            .await
+            .map_err(|e| backend(RECORD_OPERATION, &e))?;
+        let updated = self
+            .execute(&record, &[&id.0, &response])
+            .await
+            .map_err(|e| backend(RECORD_OPERATION, &e))?;
+        recorded_once(id, updated)
     }
 }
 
@@ -294,9 +276,10 @@ fn recorded_once(id: ActionId, updated: u64) -> Result<(), SyncError> {
 
 fn claim_error(id: ActionId, error: &tokio_postgres::Error) -> SyncError {
     match error.code() {
-        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::T_R_DEADLOCK_DETECTED
-            || *code == SqlState::UNIQUE_VIOLATION =>
+        Some(code)
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::UNIQUE_VIOLATION =>
         {
             SyncError::ActionInProgress { id }
         }
