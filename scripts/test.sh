@@ -8,8 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== native tests (with a throwaway PostgreSQL cluster)"
-# CI=1: a PostgreSQL test that finds no SYNC_TEST_POSTGRES_URL fails instead of skipping.
-CI="${CI:-1}" bash scripts/postgres.sh bash -c '
+# postgres.sh sets SYNC_TEST_POSTGRES_URL; with CI set, a PostgreSQL test that finds no
+# SYNC_TEST_POSTGRES_URL fails instead of skipping.
+bash scripts/postgres.sh bash -c '
+  set -euo pipefail
   cargo test --workspace --all-targets
   cargo test --workspace --doc
   cargo test -p sync-runtime --features deadpool-postgres --test server_conformance

@@ -24,7 +24,7 @@
 //! - **Errors.** `ServerFnError` works with no error type of your own: it converts from
 //!   [`SyncError`](crate::SyncError) (server_fn's blanket `From` for errors, as
 //!   `ServerFnError::ServerError` with the message) and implements
-//!   [`ClassifyError`](crate::ClassifyError) here. A request that never reached the server
+//!   [`ClassifyError`] here. A request that never reached the server
 //!   (`ServerFnError::Request`) is transient; so is a `408`, `429` or `5xx` that did not come
 //!   from the server function itself (a proxy, a load balancer, a server still starting:
 //!   [`OfflineClient`] turns it into a `Request` error and keeps its `Retry-After`). An error

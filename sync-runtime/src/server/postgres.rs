@@ -110,8 +110,8 @@ pub async fn migrate(client: &mut Client) -> Result<(), SyncError> {
 ///
 /// Records are only needed while a client may still replay the action: keep them longer
 /// than the clients' [`RetryPolicy::ttl`](crate::RetryPolicy::ttl) (seven days by default),
-/// after which a client gives up on a queued action. A record whose transaction is still
-/// open is not deleted.
+/// after which a client gives up on a queued action. A claim whose transaction is still
+/// open is invisible here, so it is not deleted.
 ///
 /// # Errors
 ///
@@ -122,7 +122,7 @@ pub async fn forget_applied_before(
 ) -> Result<u64, SyncError> {
     client
         .execute(
-            "DELETE FROM applied_actions WHERE applied_at < $1 AND response IS NOT NULL",
+            "DELETE FROM applied_actions WHERE applied_at < $1",
             &[&millis(before)],
         )
         .await
