@@ -294,6 +294,9 @@ pub fn fingerprint(request: &[u8]) -> i64 {
 /// Commit the transaction only when this returns `Ok`; dropping it on `Err` rolls back the
 /// claim and the change's partial writes, so the same id may be tried again.
 ///
+/// On PostgreSQL (feature `postgres`), with `tx` a `tokio_postgres` or `deadpool_postgres`
+/// transaction:
+///
 /// ```ignore
 /// let tx = client.transaction().await?;
 /// let applied = apply_once_async(&tx, action.id, &body, async {
@@ -301,6 +304,37 @@ pub fn fingerprint(request: &[u8]) -> i64 {
 ///     Ok::<_, AppError>(())
 /// }).await?;
 /// tx.commit().await?;
+/// ```
+///
+/// The same contract on a `rusqlite` transaction, as every [`AppliedActions`] is an
+/// [`AsyncAppliedActions`]:
+///
+/// ```
+/// # #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sync_runtime::server::{self, apply_once_async};
+/// use sync_runtime::ActionId;
+///
+/// let mut db = rusqlite::Connection::open_in_memory()?;
+/// db.execute_batch("CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0);")?;
+/// server::migrate(&db)?;
+/// let id: ActionId = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a".parse()?;
+/// futures::executor::block_on(async {
+///     for _ in 0..2 {
+///         let tx = db.transaction()?;
+///         let applied = apply_once_async(&tx, id, b"POST /counter", async {
+///             tx.execute("UPDATE counter SET n = n + 1", [])?;
+///             Ok::<i64, Box<dyn std::error::Error>>(tx.query_row("SELECT n FROM counter", [], |r| r.get(0))?)
+///         })
+///         .await?;
+///         tx.commit()?;
+///         assert_eq!(applied.response(), &1);
+///     }
+///     Ok(())
+/// })
+/// # }
+/// # #[cfg(not(all(feature = "sqlite", not(target_arch = "wasm32"))))]
+/// # fn main() {}
 /// ```
 ///
 /// # Errors
