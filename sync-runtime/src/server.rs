@@ -373,6 +373,30 @@ where
     Ok(Applied::Fresh(response))
 }
 
+/// The cutoff for `forget_applied_before` (SQLite's `server::forget_applied_before` or
+/// PostgreSQL's `postgres::forget_applied_before`) at `now`: `ttl` plus `margin` ago, or
+/// the epoch. Pass the clients' [`RetryPolicy::ttl`](crate::RetryPolicy::ttl), after which
+/// they give up on a queued action, and a margin for their clocks and their last retry.
+///
+/// ```
+/// use std::time::Duration;
+/// use sync_runtime::server::retention_cutoff;
+/// use sync_runtime::{RetryPolicy, Timestamp};
+///
+/// let ttl = RetryPolicy::default().ttl;
+/// let cutoff = retention_cutoff(Timestamp(1_000_000_000_000), ttl, Duration::from_secs(86_400));
+/// assert_eq!(cutoff, Timestamp(1_000_000_000_000 - 8 * 86_400_000));
+/// ```
+pub fn retention_cutoff(
+    now: Timestamp,
+    ttl: core::time::Duration,
+    margin: core::time::Duration,
+) -> Timestamp {
+    let keep = ttl.saturating_add(margin).as_millis();
+    let keep = u64::try_from(keep).unwrap_or(u64::MAX);
+    Timestamp(now.as_millis().saturating_sub(keep))
+}
+
 /// [`run_once`] for async databases: [`apply_once_async`] when the request carries an action
 /// id, otherwise the change simply runs.
 ///

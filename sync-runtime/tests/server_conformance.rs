@@ -16,8 +16,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use sync_runtime::server::postgres::{self as pg, retention_cutoff};
-use sync_runtime::server::{self, apply_once_async, run_once_async, Applied};
+use sync_runtime::server::postgres as pg;
+use sync_runtime::server::{self, apply_once_async, retention_cutoff, run_once_async, Applied};
 use sync_runtime::{ActionId, ClassifyError, RetryPolicy, SyncError, Timestamp};
 use tokio_postgres::{Client, IsolationLevel, NoTls};
 

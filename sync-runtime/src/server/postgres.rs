@@ -40,11 +40,10 @@
 //!
 //! [`forget_applied_before`] deletes records the clients can no longer replay: run it now
 //! and then with a cutoff older than the clients' [`RetryPolicy::ttl`](crate::RetryPolicy::ttl)
-//! plus a margin for clock skew, e.g. [`retention_cutoff`].
+//! plus a margin for clock skew: [`retention_cutoff`](super::retention_cutoff).
 
 use super::{AsyncAppliedActions, Claim};
 use crate::{ActionId, Clock, StoreError, SyncError, SystemClock, Timestamp};
-use core::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, Transaction};
@@ -127,25 +126,6 @@ pub async fn forget_applied_before(
         )
         .await
         .map_err(|e| backend("forget old applied actions", &e))
-}
-
-/// The cutoff for [`forget_applied_before`] (or the SQLite
-/// [`forget_applied_before`](super::forget_applied_before)) at `now`: `ttl` plus `margin`
-/// ago, or the epoch.
-///
-/// ```
-/// use std::time::Duration;
-/// use sync_runtime::server::postgres::retention_cutoff;
-/// use sync_runtime::{RetryPolicy, Timestamp};
-///
-/// let ttl = RetryPolicy::default().ttl;
-/// let cutoff = retention_cutoff(Timestamp(1_000_000_000_000), ttl, Duration::from_secs(86_400));
-/// assert_eq!(cutoff, Timestamp(1_000_000_000_000 - 8 * 86_400_000));
-/// ```
-pub fn retention_cutoff(now: Timestamp, ttl: Duration, margin: Duration) -> Timestamp {
-    let keep = ttl.saturating_add(margin).as_millis();
-    let keep = u64::try_from(keep).unwrap_or(u64::MAX);
-    Timestamp(now.as_millis().saturating_sub(keep))
 }
 
 /// The record lives in the `applied_actions` table (see [`migrate`]); the claim is the
