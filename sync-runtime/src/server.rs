@@ -724,6 +724,16 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_are_fnv_1a_and_never_change() {
+        // Stored with each applied action: a change here would flag every replay of an
+        // action recorded before it as a different request.
+        let as_signed = |hash: u64| i64::from_ne_bytes(hash.to_ne_bytes());
+        assert_eq!(fingerprint(b""), as_signed(0xcbf2_9ce4_8422_2325));
+        assert_eq!(fingerprint(b"a"), as_signed(0xaf63_dc4c_8601_ec8c));
+        assert_eq!(fingerprint(b"foobar"), as_signed(0x8594_4171_f739_67e8));
+    }
+
+    #[test]
     fn headers_parse_or_say_what_is_wrong() {
         let uuid = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a";
         assert_eq!(ActionHeaders::parse(None, Some("5")), Ok(None));

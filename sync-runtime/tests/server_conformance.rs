@@ -590,3 +590,38 @@ async fn postgres_last_write_wins_applies_only_newer_writes() {
         .get(0);
     assert_eq!(cents, 130);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_concurrent_copy_with_a_lock_timeout_gets_a_retryable_error() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let (started, first_started) = tokio::sync::oneshot::channel();
+    let (release, go) = tokio::sync::oneshot::channel();
+    let first = copy_of(
+        connect(&config).await,
+        IsolationLevel::ReadCommitted,
+        id(8),
+        started,
+        go,
+        true,
+    );
+    first_started.await.unwrap();
+    let mut client = connect(&config).await;
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL lock_timeout = '100ms'")
+        .await
+        .unwrap();
+    let second = apply_once_async(&tx, id(8), b"tea", async { pg_insert(&tx, "tea").await }).await;
+    match second {
+        Err(TestError::Sync(message, transient)) => {
+            assert!(transient, "{message}");
+            assert!(message.contains("concurrent request; retry"), "{message}");
+        }
+        other => panic!("expected a retryable error, got {other:?}"),
+    }
+    drop(tx);
+    release.send(()).unwrap();
+    assert_eq!(first.await.unwrap(), Ok(Applied::Fresh(1)));
+    assert_eq!(Postgres(connect(&config).await).names().await, ["tea"]);
+}

@@ -18,7 +18,9 @@
 //!
 //! A copy of an action therefore never runs the change while another copy's transaction is
 //! open, on any instance, and a transaction cut off half way (a killed process, a dropped
-//! connection) rolls back its claim with its change.
+//! connection) rolls back its claim with its change. The wait lasts as long as the first
+//! transaction; to bound it, set `lock_timeout` (`SET LOCAL lock_timeout = '5s'` in the
+//! transaction): a claim that times out is [`SyncError::ActionInProgress`] too.
 //!
 //! # Last-write-wins on server rows
 //!
@@ -73,10 +75,12 @@ const SCHEMA: &str = "
 ";
 
 fn backend(operation: &'static str, error: &tokio_postgres::Error) -> SyncError {
-    SyncError::Store(StoreError::Backend {
-        operation,
-        message: error.to_string(),
-    })
+    // `Display` of a server error says only "db error": the server's own words are its cause.
+    let message = match error.as_db_error() {
+        Some(db) => format!("{} ({})", db, db.code().code()),
+        None => error.to_string(),
+    };
+    SyncError::Store(StoreError::Backend { operation, message })
 }
 
 fn millis(timestamp: Timestamp) -> i64 {
@@ -259,6 +263,7 @@ fn claim_error(id: ActionId, error: &tokio_postgres::Error) -> SyncError {
         Some(code)
             if *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
                 || *code == SqlState::UNIQUE_VIOLATION =>
         {
             SyncError::ActionInProgress { id }
