@@ -6,10 +6,17 @@
 //! drain on their own, each action applied once, in order; the edit the user made last
 //! wins; and the server's data and the phones' local data agree. Exits with 0 only if they do.
 //!
-//! Run: `cargo run --example products` (everything stays on 127.0.0.1).
+//! Run: `cargo run --example products` (everything stays on 127.0.0.1, on SQLite files in a
+//! temporary directory).
+//!
+//! The server alone, as one of several instances on PostgreSQL:
+//! `DATABASE_URL=postgresql://... cargo run --example products -- serve --port 8080`
+//! (or `--database-url <url>`); without a database URL, `serve` uses the SQLite file
+//! `products.sqlite3` (`--sqlite <path>` to choose another).
 
 mod client;
 mod model;
+mod pg_server;
 mod server;
 
 use client::{add_product, delete_product, get_products, update_price, Client};
@@ -26,6 +33,16 @@ const SYNC_LIMIT: Duration = Duration::from_secs(15);
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        return match serve(&args[1..]).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("products serve: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match story().await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -163,6 +180,44 @@ async fn story() -> Result<bool, Box<dyn Error + Send + Sync>> {
     }
     server.stop().await;
     Ok(agree)
+}
+
+/// `serve [--port N] [--database-url URL | --sqlite PATH]`: one server instance, until the
+/// process is stopped. `DATABASE_URL` stands for `--database-url`.
+async fn serve(args: &[String]) -> Result<(), Box<dyn Error + Send + Sync>> {
+    let mut port = 8080;
+    let mut database_url = std::env::var("DATABASE_URL").ok();
+    let mut sqlite = None;
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--port" => port = value()?.parse()?,
+            "--database-url" => database_url = Some(value()?.clone()),
+            "--sqlite" => sqlite = Some(value()?.clone()),
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    match (database_url, sqlite) {
+        (Some(url), None) => {
+            let config: tokio_postgres::Config = url.parse()?;
+            let options = pg_server::Options {
+                port,
+                ..pg_server::Options::default()
+            };
+            let server = pg_server::PgProductServer::start(config, options).await?;
+            println!("products: serving on {} (PostgreSQL)", server.url());
+            std::future::pending().await
+        }
+        (None, sqlite) => {
+            let path = sqlite.unwrap_or_else(|| "products.sqlite3".to_owned());
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            let server = ProductServer::open(std::path::Path::new(&path), listener)?;
+            println!("products: serving on {} (SQLite {path})", server.url());
+            std::future::pending().await
+        }
+        (Some(_), Some(_)) => Err("give a database URL or --sqlite, not both".into()),
+    }
 }
 
 /// What the server applied since `seen` changes, joined by "; ".

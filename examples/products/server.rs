@@ -79,6 +79,11 @@ impl ProductServer {
     /// Opens (or creates) the database at `database` and serves on a free loopback port.
     pub async fn start(database: &FilePath) -> Result<Self, Error> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::open(database, listener)
+    }
+
+    /// Opens (or creates) the database at `database` and serves on `listener`.
+    pub fn open(database: &FilePath, listener: TcpListener) -> Result<Self, Error> {
         let server = Self {
             address: listener.local_addr()?,
             database: database.to_owned(),

@@ -20,6 +20,14 @@ pub enum SyncError {
         /// The id the action will be replayed with.
         id: ActionId,
     },
+    /// On the server: a concurrent copy of this action claimed its id and the database could
+    /// not make this request wait for it (a serialization failure or a deadlock). Nothing was
+    /// applied by this request; retrying it answers with the recorded response. Transient.
+    #[error("action {id} is being applied by a concurrent request; retry it")]
+    ActionInProgress {
+        /// The action's id.
+        id: ActionId,
+    },
     /// A query was made offline and no response for these parameters was ever cached.
     #[error("`{action}` is not available offline: no response for these parameters was cached while online")]
     NotCached {
@@ -195,7 +203,10 @@ pub trait ClassifyError {
 
 impl ClassifyError for SyncError {
     fn is_transient(&self) -> bool {
-        matches!(self, SyncError::Store(StoreError::Backend { .. }))
+        matches!(
+            self,
+            SyncError::Store(StoreError::Backend { .. }) | SyncError::ActionInProgress { .. }
+        )
     }
 }
 

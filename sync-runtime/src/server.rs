@@ -11,8 +11,11 @@
 //!
 //! The core is the small [`AppliedActions`] trait, implemented here for a `rusqlite`
 //! [`Transaction`](rusqlite::Transaction) (feature `sqlite`, the default); any database with
-//! transactions can implement it. [`ActionHeaders`] reads the id and timestamp from request
-//! headers, and with the `axum` feature is an axum extractor.
+//! transactions can implement it. Its async twin, [`AsyncAppliedActions`] with
+//! [`apply_once_async`], is implemented for every `AppliedActions` and, with the `postgres`
+//! feature, for a `tokio-postgres` transaction (module `postgres`): the contract for servers that
+//! run as several instances on one database. [`ActionHeaders`] reads the id and timestamp
+//! from request headers, and with the `axum` feature is an axum extractor.
 //!
 //! ```
 //! # #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
@@ -43,6 +46,7 @@
 //! ```
 
 use crate::{ActionId, SyncError, Timestamp};
+use core::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -74,26 +78,34 @@ pub enum Applied<T> {
     /// The action was applied before: the change did not run, and this is the response
     /// recorded then (send it again, as if the first response had arrived).
     Replayed(T),
+    /// The action id was applied before for a *different* request (a client bug, or a forged
+    /// id): the new request did not run, and this is the response recorded for the first.
+    /// Answer with it and log the mismatch. Only [`apply_once_async`] notices this.
+    ReplayedDifferently(T),
 }
 
 impl<T> Applied<T> {
     /// The response, fresh or recorded.
     pub fn response(&self) -> &T {
         match self {
-            Applied::Fresh(response) | Applied::Replayed(response) => response,
+            Applied::Fresh(response)
+            | Applied::Replayed(response)
+            | Applied::ReplayedDifferently(response) => response,
         }
     }
 
     /// The response, fresh or recorded.
     pub fn into_response(self) -> T {
         match self {
-            Applied::Fresh(response) | Applied::Replayed(response) => response,
+            Applied::Fresh(response)
+            | Applied::Replayed(response)
+            | Applied::ReplayedDifferently(response) => response,
         }
     }
 
     /// `true` if the action was applied before and the change did not run now.
     pub fn is_replayed(&self) -> bool {
-        matches!(self, Applied::Replayed(_))
+        !matches!(self, Applied::Fresh(_))
     }
 }
 
@@ -164,6 +176,249 @@ where
     match action {
         Some(action) => apply_once(ledger, action.id, change).map(Applied::into_response),
         None => change(ledger),
+    }
+}
+
+/// The async twin of [`AppliedActions`]: the record of applied actions for databases whose
+/// clients are async (PostgreSQL through `tokio-postgres`, feature `postgres`), used by
+/// [`apply_once_async`].
+///
+/// Every [`AppliedActions`] (a `rusqlite` transaction) is one too, so both databases keep one
+/// contract and pass one conformance suite. An implementation *claims* the id before the
+/// change runs, in the change's transaction, under a unique key: a concurrent copy of the
+/// action then waits on that key until the first transaction commits (and answers with its
+/// recorded response) or rolls back (and applies the action itself).
+pub trait AsyncAppliedActions {
+    /// Claims `id` for this transaction, or returns the record of a committed transaction
+    /// that applied it. `fingerprint` identifies the request (see [`fingerprint`]); a ledger
+    /// may keep it to notice an id reused with different parameters.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::ActionInProgress`] when a concurrent copy holds the id and the database
+    /// cannot wait for it; [`SyncError::Store`] if the database fails.
+    fn claim(
+        &self,
+        id: ActionId,
+        fingerprint: i64,
+    ) -> impl Future<Output = Result<Claim, SyncError>> + Send;
+
+    /// Records the response of the action this transaction claimed, as JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Store`] if the database fails, or the id is already recorded.
+    fn record_response(
+        &self,
+        id: ActionId,
+        fingerprint: i64,
+        response: &str,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send;
+}
+
+/// What [`AsyncAppliedActions::claim`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The id was not applied: this transaction holds it until it commits or rolls back.
+    Claimed,
+    /// The id was applied by a committed transaction.
+    Applied {
+        /// The response recorded then, as JSON.
+        response: String,
+        /// The [`fingerprint`] of the request that applied it, if the ledger keeps one.
+        fingerprint: Option<i64>,
+    },
+}
+
+/// A synchronous ledger is an async one whose futures are ready at once. It checks before the
+/// change and records after it, so give it a transaction that writers take one at a time
+/// (SQLite's immediate transactions); its primary key still stops a racing copy.
+impl<L: AppliedActions + ?Sized> AsyncAppliedActions for L {
+    fn claim(
+        &self,
+        id: ActionId,
+        _fingerprint: i64,
+    ) -> impl Future<Output = Result<Claim, SyncError>> + Send {
+        let claim = self.applied_response(id).map(|recorded| match recorded {
+            Some(response) => Claim::Applied {
+                response,
+                fingerprint: None,
+            },
+            None => Claim::Claimed,
+        });
+        core::future::ready(claim)
+    }
+
+    fn record_response(
+        &self,
+        id: ActionId,
+        _fingerprint: i64,
+        response: &str,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        core::future::ready(self.record_applied(id, response))
+    }
+}
+
+/// A stable 64-bit fingerprint (FNV-1a) of a request's parameters, stored with the action id
+/// by [`apply_once_async`] so that an id replayed with *different* parameters is noticed
+/// ([`Applied::ReplayedDifferently`]). Not cryptographic: it only decides what is reported,
+/// never what is applied.
+///
+/// ```
+/// use sync_runtime::server::fingerprint;
+/// assert_eq!(fingerprint(b"PUT /products/1/price {\"price_cents\":250}"),
+///            fingerprint(b"PUT /products/1/price {\"price_cents\":250}"));
+/// assert_ne!(fingerprint(b"a"), fingerprint(b"b"));
+/// ```
+pub fn fingerprint(request: &[u8]) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in request {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// [`apply_once`] for async databases: runs `change` unless action `id` was already applied,
+/// and records `id` with the change's response in the same transaction.
+///
+/// `change` is a future that makes the change in the ledger's transaction (an `async` block
+/// borrowing it); it is awaited only when the id is not applied yet. The id is claimed first ([`AsyncAppliedActions::claim`]), so on PostgreSQL a concurrent
+/// copy of the action (a retry that reached another server instance while this one runs)
+/// waits for this transaction and then answers with its response, or gets the retryable
+/// [`SyncError::ActionInProgress`]; the change never runs twice. `request` is what the
+/// client asked for (say the method, path and body): an id seen before with a different
+/// request is answered with the recorded response, as [`Applied::ReplayedDifferently`], and
+/// the new request is not applied.
+///
+/// Commit the transaction only when this returns `Ok`; dropping it on `Err` rolls back the
+/// claim and the change's partial writes, so the same id may be tried again.
+///
+/// On PostgreSQL (feature `postgres`), with `tx` a `tokio_postgres` or `deadpool_postgres`
+/// transaction:
+///
+/// ```ignore
+/// let tx = client.transaction().await?;
+/// let applied = apply_once_async(&tx, action.id, &body, async {
+///     tx.execute("UPDATE counter SET n = n + 1", &[]).await?;
+///     Ok::<_, AppError>(())
+/// }).await?;
+/// tx.commit().await?;
+/// ```
+///
+/// The same contract on a `rusqlite` transaction, as every [`AppliedActions`] is an
+/// [`AsyncAppliedActions`]:
+///
+/// ```
+/// # #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sync_runtime::server::{self, apply_once_async};
+/// use sync_runtime::ActionId;
+///
+/// let mut db = rusqlite::Connection::open_in_memory()?;
+/// db.execute_batch("CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0);")?;
+/// server::migrate(&db)?;
+/// let id: ActionId = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a".parse()?;
+/// futures::executor::block_on(async {
+///     for _ in 0..2 {
+///         let tx = db.transaction()?;
+///         let applied = apply_once_async(&tx, id, b"POST /counter", async {
+///             tx.execute("UPDATE counter SET n = n + 1", [])?;
+///             Ok::<i64, Box<dyn std::error::Error>>(tx.query_row("SELECT n FROM counter", [], |r| r.get(0))?)
+///         })
+///         .await?;
+///         tx.commit()?;
+///         assert_eq!(applied.response(), &1);
+///     }
+///     Ok(())
+/// })
+/// # }
+/// # #[cfg(not(all(feature = "sqlite", not(target_arch = "wasm32"))))]
+/// # fn main() {}
+/// ```
+///
+/// # Errors
+///
+/// `change`'s error; or, converted into `E`, a [`SyncError`] if the record cannot be read or
+/// written or the response cannot be turned into JSON and back.
+pub async fn apply_once_async<L, T, E>(
+    ledger: &L,
+    id: ActionId,
+    request: &[u8],
+    change: impl Future<Output = Result<T, E>>,
+) -> Result<Applied<T>, E>
+where
+    L: AsyncAppliedActions + ?Sized,
+    T: Serialize + DeserializeOwned,
+    E: From<SyncError>,
+{
+    let request = fingerprint(request);
+    if let Claim::Applied {
+        response,
+        fingerprint,
+    } = ledger.claim(id, request).await?
+    {
+        let response = serde_json::from_str(&response).map_err(|e| {
+            SyncError::serde(format!("decode the response recorded for action {id}"), e)
+        })?;
+        return Ok(match fingerprint {
+            Some(recorded) if recorded != request => Applied::ReplayedDifferently(response),
+            _ => Applied::Replayed(response),
+        });
+    }
+    let response = change.await?;
+    let json = serde_json::to_string(&response)
+        .map_err(|e| SyncError::serde(format!("encode the response of action {id}"), e))?;
+    ledger.record_response(id, request, &json).await?;
+    Ok(Applied::Fresh(response))
+}
+
+/// The cutoff for `forget_applied_before` (SQLite's `server::forget_applied_before` or
+/// PostgreSQL's `postgres::forget_applied_before`) at `now`: `ttl` plus `margin` ago, or
+/// the epoch. Pass the clients' [`RetryPolicy::ttl`](crate::RetryPolicy::ttl), after which
+/// they give up on a queued action, and a margin for their clocks and their last retry.
+///
+/// ```
+/// use std::time::Duration;
+/// use sync_runtime::server::retention_cutoff;
+/// use sync_runtime::{RetryPolicy, Timestamp};
+///
+/// let ttl = RetryPolicy::default().ttl;
+/// let cutoff = retention_cutoff(Timestamp(1_000_000_000_000), ttl, Duration::from_secs(86_400));
+/// assert_eq!(cutoff, Timestamp(1_000_000_000_000 - 8 * 86_400_000));
+/// ```
+pub fn retention_cutoff(
+    now: Timestamp,
+    ttl: core::time::Duration,
+    margin: core::time::Duration,
+) -> Timestamp {
+    let keep = ttl.saturating_add(margin).as_millis();
+    let keep = u64::try_from(keep).unwrap_or(u64::MAX);
+    Timestamp(now.as_millis().saturating_sub(keep))
+}
+
+/// [`run_once`] for async databases: [`apply_once_async`] when the request carries an action
+/// id, otherwise the change simply runs.
+///
+/// # Errors
+///
+/// As [`apply_once_async`].
+pub async fn run_once_async<L, T, E>(
+    ledger: &L,
+    action: Option<ActionHeaders>,
+    request: &[u8],
+    change: impl Future<Output = Result<T, E>>,
+) -> Result<T, E>
+where
+    L: AsyncAppliedActions + ?Sized,
+    T: Serialize + DeserializeOwned,
+    E: From<SyncError>,
+{
+    match action {
+        Some(action) => apply_once_async(ledger, action.id, request, change)
+            .await
+            .map(Applied::into_response),
+        None => change.await,
     }
 }
 
@@ -330,6 +585,9 @@ mod sqlite {
     }
 }
 
+#[cfg(all(feature = "postgres", not(target_arch = "wasm32")))]
+pub mod postgres;
+
 #[cfg(all(feature = "axum", not(target_arch = "wasm32")))]
 mod axum_extractor {
     use super::{ActionHeaders, HeaderError};
@@ -463,6 +721,16 @@ mod tests {
             matches!(&result, Err(TestError::Sync(m)) if m.contains("decode the response recorded")),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn fingerprints_are_fnv_1a_and_never_change() {
+        // Stored with each applied action: a change here would flag every replay of an
+        // action recorded before it as a different request.
+        let as_signed = |hash: u64| i64::from_ne_bytes(hash.to_ne_bytes());
+        assert_eq!(fingerprint(b""), as_signed(0xcbf2_9ce4_8422_2325));
+        assert_eq!(fingerprint(b"a"), as_signed(0xaf63_dc4c_8601_ec8c));
+        assert_eq!(fingerprint(b"foobar"), as_signed(0x8594_4171_f739_67e8));
     }
 
     #[test]
