@@ -14,7 +14,6 @@ bash scripts/postgres.sh bash -c '
   set -euo pipefail
   cargo test --workspace --all-targets
   cargo test --workspace --doc
-  cargo test -p sync-runtime --features deadpool-postgres --test server_conformance
 '
 
 echo "== browser tests (headless Chromium)"

@@ -29,9 +29,11 @@
 //!     Ok(a + b)
 //! }
 //!
-//! # futures::executor::block_on(async {
+//! # // Not the default service: it would keep its data in the user's data directory.
+//! # let service = sync_runtime::SyncService::builder().build().unwrap();
+//! # futures::executor::block_on(service.scope(async {
 //! assert_eq!(add(2, 3).await.unwrap(), 5);
-//! # });
+//! # }));
 //! ```
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub)]
