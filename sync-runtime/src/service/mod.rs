@@ -33,6 +33,7 @@ mod call;
 mod dead_letters;
 mod defaults;
 mod replay;
+mod server_clock;
 
 pub use builder::SyncServiceBuilder;
 #[cfg(not(target_arch = "wasm32"))]
@@ -77,6 +78,7 @@ struct Inner {
     migrations: HashMap<String, Migration>,
     extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
     ids: Mutex<IdMinter>,
+    server_clock: Mutex<server_clock::ServerClock>,
     rng: Mutex<fastrand::Rng>,
     hub: StatusHub,
     replaying: AtomicBool,
@@ -239,7 +241,7 @@ impl SyncService {
     }
 
     fn new_id(&self) -> (ActionId, Timestamp) {
-        let millis = self.inner.clock.now().as_millis();
+        let millis = self.corrected_millis();
         let id = self
             .inner
             .ids

@@ -21,6 +21,7 @@ struct State {
     queued_query_ids: HashMap<(String, String), ActionId>,
     dead: Vec<DeadLetter>,
     data: HashMap<String, BTreeMap<String, Record>>,
+    clock_offset: Option<i64>,
 }
 
 impl MemoryStore {
@@ -252,5 +253,15 @@ impl Store for MemoryStore {
             dead: state.dead.len() as u64,
         };
         boxed(async move { Ok(counts) })
+    }
+
+    fn clock_offset(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        let offset = self.lock().clock_offset;
+        boxed(async move { Ok(offset) })
+    }
+
+    fn set_clock_offset(&self, offset_millis: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.lock().clock_offset = Some(offset_millis);
+        boxed(async { Ok(()) })
     }
 }

@@ -327,4 +327,21 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
     fn replay_lock(&self) -> Option<Arc<dyn ReplayLock>> {
         None
     }
+
+    /// The last saved difference between the server's clock and this device's, in
+    /// milliseconds (server minus device), or `None` if none was saved. The service stamps
+    /// actions with the device's time plus this offset, so a device whose clock is wrong
+    /// still orders its edits by the server's time after a restart, offline included.
+    ///
+    /// The default keeps nothing (`None`): the service then starts from no correction until
+    /// its first answer from the server.
+    fn clock_offset(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        crate::boxed(async { Ok(None) })
+    }
+
+    /// Saves the offset [`clock_offset`](Store::clock_offset) reads back. The default drops it.
+    fn set_clock_offset(&self, offset_millis: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = offset_millis;
+        crate::boxed(async { Ok(()) })
+    }
 }
