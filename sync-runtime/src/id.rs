@@ -45,6 +45,15 @@ impl IdMinter {
         uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
     }
 
+    /// Lets the next id go back to `millis` if the last one is later: for a clock found to be
+    /// fast (see `SyncService::observe_server_time`), whose readings would otherwise hold
+    /// every id at its last, wrong, millisecond until the corrected clock caught up.
+    pub(crate) fn forget_after(&mut self, millis: u64) {
+        if self.last.is_some_and(|(last, _)| last > millis) {
+            self.last = None;
+        }
+    }
+
     /// Fresh randomness from the operating system: reseeds the tails and returns a counter
     /// start.
     fn reseed(&mut self) -> u64 {

@@ -56,8 +56,17 @@ impl SyncService {
     /// As NTP does, the server's reading is taken to be from the middle of the round trip, give
     /// or take half of it. The service adopts the new offset only when it differs from the one
     /// it has by more than that uncertainty plus a second, so jitter does not move it, and
-    /// saves it in the store after the running call. Stamps never go backwards, whatever the
-    /// offset does: the ids they come from only move forward.
+    /// saves it in the store after the running call.
+    ///
+    /// Stamps never go backwards while the offset holds, even when the device's clock steps
+    /// back (the ids they come from only move forward). When a new offset shows that the
+    /// device's clock was fast, the next stamps go by the corrected clock at once, earlier
+    /// than the stamps the fast clock gave: those were in the server's future (a server
+    /// refuses stamps too far ahead, see [`crate::server::TimestampPolicy`]), and holding
+    /// every new stamp at them would keep the device wrong until its clock caught up. So a
+    /// device stamps correctly from its first answer from the server on (and, with the offset
+    /// saved, after a restart); what it stamped before, by a clock more than the server's
+    /// tolerance fast, is refused.
     ///
     /// ```
     /// use sync_runtime::{ManualClock, MemoryStore, SyncService, Timestamp};
@@ -76,15 +85,19 @@ impl SyncService {
         let midpoint = (sent + received) / 2;
         let uncertainty = (received - sent) / 2;
         let reading = saturate(i128::from(server_time.as_millis()) - midpoint);
-        let mut clock = lock(&self.inner.server_clock);
-        let moved = i128::from(reading) - i128::from(clock.offset);
-        if !clock.known || moved.abs() > i128::from(OFFSET_STEP_MILLIS) + uncertainty {
-            if clock.offset != reading || !clock.known {
-                clock.unsaved = true;
+        {
+            let mut clock = lock(&self.inner.server_clock);
+            let moved = i128::from(reading) - i128::from(clock.offset);
+            if clock.known && moved.abs() <= i128::from(OFFSET_STEP_MILLIS) + uncertainty {
+                return;
             }
+            clock.unsaved |= !clock.known || clock.offset != reading;
             clock.offset = reading;
             clock.known = true;
         }
+        // Ids minted by a clock now known to be fast are in the server's future: the next ones
+        // go by the corrected clock instead of waiting for it to catch up with them.
+        lock(&self.inner.ids).forget_after(self.corrected_millis());
     }
 
     /// Loads the saved offset, once, unless an answer already gave one.
