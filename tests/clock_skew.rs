@@ -33,7 +33,11 @@ async fn set_note_locally(key: String, text: String) -> Result<Timestamp, SyncEr
     Ok(cx.timestamp())
 }
 
-fn device(clock: &ManualClock, store: MemoryStore, online: bool) -> (SyncService, ManualConnectivity) {
+fn device(
+    clock: &ManualClock,
+    store: MemoryStore,
+    online: bool,
+) -> (SyncService, ManualConnectivity) {
     let network = ManualConnectivity::new(online);
     let service = SyncService::builder()
         .store(store)

@@ -474,8 +474,8 @@ async fn a_phone_an_hour_fast_stamps_by_the_servers_clock_so_the_later_edit_wins
         let fast = SkewedClock {
             ahead_millis: HOUR_MILLIS,
         };
-        let a = Client::open_with_clock(&dir.path().join("a.sqlite3"), &server.url(), fast)
-            .unwrap();
+        let a =
+            Client::open_with_clock(&dir.path().join("a.sqlite3"), &server.url(), fast).unwrap();
         let b = phone(&dir, "b", &server);
         // A's first answer from the server tells it how far off its clock is.
         a.call(get_products(TENANT.into())).await.unwrap();
@@ -512,7 +512,11 @@ async fn a_phone_an_hour_fast_stamps_by_the_servers_clock_so_the_later_edit_wins
             assert_eq!(a.local_products(TENANT).await.unwrap(), on_server);
         }
         a.call(get_products(TENANT.into())).await.unwrap();
-        assert_eq!(a.local_products(TENANT).await.unwrap(), on_server, "and on A");
+        assert_eq!(
+            a.local_products(TENANT).await.unwrap(),
+            on_server,
+            "and on A"
+        );
         assert_eq!(a.status().await.unwrap().dead, 0);
         server.stop().await;
     }

@@ -206,7 +206,10 @@ async fn far_future_edit(
     if status != reqwest::StatusCode::BAD_REQUEST || server.changes()?.len() != before {
         return Err(format!("a far-future stamp was not refused: {status} {body}").into());
     }
-    Ok(format!("{status}, \"{}\"", body["error"].as_str().unwrap_or("")))
+    Ok(format!(
+        "{status}, \"{}\"",
+        body["error"].as_str().unwrap_or("")
+    ))
 }
 
 /// `1h 00m 00.000s`, roughly, for an offset in milliseconds.

@@ -50,7 +50,10 @@ pub const SERVER_TIME_HEADER: &str = "x-server-time";
 /// );
 /// assert_eq!(server_time(Some("soon"), None), None);
 /// ```
-pub fn server_time(server_time_header: Option<&str>, date_header: Option<&str>) -> Option<Timestamp> {
+pub fn server_time(
+    server_time_header: Option<&str>,
+    date_header: Option<&str>,
+) -> Option<Timestamp> {
     let exact = server_time_header.and_then(|value| {
         let value = value.trim();
         (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
@@ -92,7 +95,11 @@ fn parse_http_date(value: &str) -> Option<u64> {
         return None;
     }
     // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let year_of_era = y % 400;
     let day_of_year = (153 * m + 2) / 5 + day - 1;

@@ -655,18 +655,29 @@ mod tests {
         assert_eq!(untimed.validate(now, &policy), Ok(untimed));
 
         let future = sent(99_999_999_999_999).validate(now, &policy).unwrap_err();
-        assert!(matches!(future, HeaderError::FutureTimestamp { .. }), "{future:?}");
+        assert!(
+            matches!(future, HeaderError::FutureTimestamp { .. }),
+            "{future:?}"
+        );
         let message = future.to_string();
         assert!(
-            message.starts_with("the `x-action-timestamp` header says the action happened at 99999999999999ms")
-                && message.contains("after the server's clock (1700000000000ms); at most 120s ahead is accepted"),
+            message.starts_with(
+                "the `x-action-timestamp` header says the action happened at 99999999999999ms"
+            ) && message.contains(
+                "after the server's clock (1700000000000ms); at most 120s ahead is accepted"
+            ),
             "{message}"
         );
         let just_past = sent(now.0 + 120_001).validate(now, &policy).unwrap_err();
         assert!(matches!(just_past, HeaderError::FutureTimestamp { .. }));
 
-        let old = sent(now.0 - 8 * 24 * 3_600_000 - 1).validate(now, &policy).unwrap_err();
-        assert!(matches!(old, HeaderError::ExpiredTimestamp { .. }), "{old:?}");
+        let old = sent(now.0 - 8 * 24 * 3_600_000 - 1)
+            .validate(now, &policy)
+            .unwrap_err();
+        assert!(
+            matches!(old, HeaderError::ExpiredTimestamp { .. }),
+            "{old:?}"
+        );
         assert!(old.to_string().contains("have expired"), "{old}");
 
         let strict = TimestampPolicy {
@@ -818,9 +829,18 @@ mod tests {
         #[test]
         fn the_extractor_refuses_a_timestamp_from_the_future_by_the_policy_it_finds() {
             let uuid = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a";
-            let refused = extract(&[("idempotency-key", uuid), ("x-action-timestamp", "99999999999999")]);
-            assert!(matches!(refused, Err(HeaderError::FutureTimestamp { .. })), "{refused:?}");
-            assert_eq!(refused.unwrap_err().into_response().status(), http::StatusCode::BAD_REQUEST);
+            let refused = extract(&[
+                ("idempotency-key", uuid),
+                ("x-action-timestamp", "99999999999999"),
+            ]);
+            assert!(
+                matches!(refused, Err(HeaderError::FutureTimestamp { .. })),
+                "{refused:?}"
+            );
+            assert_eq!(
+                refused.unwrap_err().into_response().status(),
+                http::StatusCode::BAD_REQUEST
+            );
 
             let now = crate::SystemClock.now().as_millis();
             let soon = (now + 60_000).to_string();
@@ -831,9 +851,15 @@ mod tests {
                 ..TimestampPolicy::default()
             });
             let refused = futures::executor::block_on(
-                <ActionHeaders as OptionalFromRequestParts<()>>::from_request_parts(&mut strict, &()),
+                <ActionHeaders as OptionalFromRequestParts<()>>::from_request_parts(
+                    &mut strict,
+                    &(),
+                ),
             );
-            assert!(matches!(refused, Err(HeaderError::FutureTimestamp { .. })), "{refused:?}");
+            assert!(
+                matches!(refused, Err(HeaderError::FutureTimestamp { .. })),
+                "{refused:?}"
+            );
         }
 
         #[test]

@@ -57,7 +57,10 @@ mod sqlite {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("offset.db");
         block_on(open(&path).set_clock_offset(-3_600_000)).unwrap();
-        assert_eq!(block_on(open(&path).clock_offset()).unwrap(), Some(-3_600_000));
+        assert_eq!(
+            block_on(open(&path).clock_offset()).unwrap(),
+            Some(-3_600_000)
+        );
     }
 
     #[test]

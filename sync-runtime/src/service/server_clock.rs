@@ -15,6 +15,12 @@ use super::*;
 /// that never changes the stamps; the skews that decide conflicts (minutes, hours) always do.
 const OFFSET_STEP_MILLIS: i64 = 1_000;
 
+/// How far ahead of the corrected clock the last stamp may be and still hold the next ones
+/// back (so they stay after it): half of what a server accepts by default
+/// ([`crate::server::TimestampPolicy`]), so the held stamps are still accepted. A last stamp
+/// further ahead came from a clock found to be fast, and a server refuses it anyway.
+const MAX_HELD_AHEAD_MILLIS: u64 = 60_000;
+
 /// What the service knows of the server's clock.
 #[derive(Debug, Default)]
 pub(super) struct ServerClock {
@@ -58,15 +64,16 @@ impl SyncService {
     /// it has by more than that uncertainty plus a second, so jitter does not move it, and
     /// saves it in the store after the running call.
     ///
-    /// Stamps never go backwards while the offset holds, even when the device's clock steps
-    /// back (the ids they come from only move forward). When a new offset shows that the
-    /// device's clock was fast, the next stamps go by the corrected clock at once, earlier
-    /// than the stamps the fast clock gave: those were in the server's future (a server
-    /// refuses stamps too far ahead, see [`crate::server::TimestampPolicy`]), and holding
-    /// every new stamp at them would keep the device wrong until its clock caught up. So a
-    /// device stamps correctly from its first answer from the server on (and, with the offset
-    /// saved, after a restart); what it stamped before, by a clock more than the server's
-    /// tolerance fast, is refused.
+    /// Stamps never go backwards, even when the device's clock steps back or a new offset
+    /// moves the corrected clock back (the ids they come from only move forward, holding at
+    /// the last stamp until the clock passes it), with one exception: when the last stamp is
+    /// more than a minute ahead of the corrected clock, it came from a clock now known to be
+    /// far too fast, and the next stamps go by the corrected clock at once. Holding them at
+    /// it would keep the device in the server's future, where a server refuses stamps (see
+    /// [`crate::server::TimestampPolicy`]), until its clock caught up. So a device stamps by
+    /// the server's clock from its first answer on (and, with the offset saved, after a
+    /// restart); what it stamped before, by a clock more than the server's tolerance fast,
+    /// is refused, and its local writes keep their stamps.
     ///
     /// ```
     /// use sync_runtime::{ManualClock, MemoryStore, SyncService, Timestamp};
@@ -95,9 +102,12 @@ impl SyncService {
             clock.offset = reading;
             clock.known = true;
         }
-        // Ids minted by a clock now known to be fast are in the server's future: the next ones
-        // go by the corrected clock instead of waiting for it to catch up with them.
-        lock(&self.inner.ids).forget_after(self.corrected_millis());
+        // Ids minted by a clock now known to be far too fast are in the server's future: the
+        // next ones go by the corrected clock instead of waiting for it to catch up.
+        let limit = self
+            .corrected_millis()
+            .saturating_add(MAX_HELD_AHEAD_MILLIS);
+        lock(&self.inner.ids).forget_after(limit);
     }
 
     /// Loads the saved offset, once, unless an answer already gave one.

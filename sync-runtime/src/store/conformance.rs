@@ -1669,12 +1669,20 @@ async fn snapshot(store: &dyn Store, collections: &[&str]) -> Snapshot {
 /// The server's clock offset reads back as last saved, negative or not, and batches leave it
 /// alone. A store that keeps no offset (the trait's default) reads `None` throughout.
 pub async fn clock_offset_round_trips(store: &dyn Store) {
-    assert_eq!(store.clock_offset().await.unwrap(), None, "a fresh store has none");
+    assert_eq!(
+        store.clock_offset().await.unwrap(),
+        None,
+        "a fresh store has none"
+    );
     store.set_clock_offset(-3_600_000).await.unwrap();
     let kept = store.clock_offset().await.unwrap();
     if kept.is_none() {
         store.set_clock_offset(42).await.unwrap();
-        assert_eq!(store.clock_offset().await.unwrap(), None, "kept none, then one");
+        assert_eq!(
+            store.clock_offset().await.unwrap(),
+            None,
+            "kept none, then one"
+        );
         return;
     }
     assert_eq!(kept, Some(-3_600_000));
