@@ -12,7 +12,9 @@
 //! The core is the small [`AppliedActions`] trait, implemented here for a `rusqlite`
 //! [`Transaction`](rusqlite::Transaction) (feature `sqlite`, the default); any database with
 //! transactions can implement it. [`ActionHeaders`] reads the id and timestamp from request
-//! headers, and with the `axum` feature is an axum extractor.
+//! headers, and with the `axum` feature is an axum extractor that also refuses timestamps
+//! the server cannot trust ([`TimestampPolicy`]: too far in its future, or expired);
+//! [`server_time_header`] tells clients the server's clock, by which they stamp actions.
 //!
 //! ```
 //! # #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
@@ -230,7 +232,7 @@ impl ActionHeaders {
 /// Last-write-wins trusts the time a client says the user acted. One request stamped far in
 /// the future would win every conflict after it, for ever; a device whose clock is fast would
 /// win them until its clock catches up. Clients stamp by the server's clock (they learn the
-/// offset from [`SERVER_TIME_HEADER`](crate::http::SERVER_TIME_HEADER) or `Date`), so an
+/// offset from [`SERVER_TIME_HEADER`] or `Date`), so an
 /// honest stamp is at most a round trip and a clock drift ahead: such a stamp is refused, not
 /// clamped, because a clamped stamp would still beat edits made after it. A stamp older than
 /// any client keeps a call queued ([`RetryPolicy::ttl`](crate::RetryPolicy::ttl), seven days
@@ -313,8 +315,8 @@ impl ActionHeaders {
     }
 }
 
-/// The response header carrying the server's clock: `(`[`SERVER_TIME_HEADER`](crate::http::SERVER_TIME_HEADER)`, milliseconds now)`.
-/// Add it to every answer (with axum, a `map_response` layer) so clients can stamp actions
+/// The response header carrying the server's clock: [`SERVER_TIME_HEADER`] and the
+/// milliseconds since the Unix epoch now. Add it to every answer (with axum, a `map_response` layer) so clients can stamp actions
 /// by the server's clock to the millisecond; without it they fall back to the `Date` header.
 ///
 /// ```

@@ -105,7 +105,7 @@ pub fn is_transient(error: &ServerFnErrorErr) -> bool {
 ///   transient, and passes its `Retry-After` on to the runtime
 ///   ([`ActionContext::note_retry_after`]);
 /// - reports the server's clock from any other answer (the
-///   [`SERVER_TIME_HEADER`](crate::http::SERVER_TIME_HEADER), else `Date`) with
+///   [`SERVER_TIME_HEADER`], else `Date`) with
 ///   [`ActionContext::note_server_time`], so that actions are stamped by the server's clock
 ///   even on a device whose clock is wrong.
 ///
