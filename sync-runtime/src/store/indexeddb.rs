@@ -10,10 +10,11 @@
 //! | `meta`         | out of line: a name    |                                                  |
 //!
 //! `meta` holds the last sequence numbers handed out (so none is ever reused), the schema
-//! version and the server's clock offset. Every [`Store::apply`] is one readwrite transaction: it validates first, aborts
-//! on any error so nothing is half-written, and awaits nothing but IndexedDB requests while
-//! the transaction is open, because IndexedDB commits a transaction as soon as control
-//! returns to the event loop with no request pending.
+//! version and the server's clock offset. Every [`Store::apply`] is one readwrite
+//! transaction: it validates first, aborts on any error so nothing is half-written, and
+//! awaits nothing but IndexedDB requests while the transaction is open, because IndexedDB
+//! commits a transaction as soon as control returns to the event loop with no request
+//! pending.
 
 use super::{
     Applied, Batch, Bury, Counts, DeadLetter, DeadReason, NewQueued, QueuedAction, Record,
