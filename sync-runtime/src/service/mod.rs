@@ -2,7 +2,8 @@
 //!
 //! Each job has its own module: `builder` (configuring a service), `call` (routing one call
 //! online or to its local handler, and queueing it), `replay` (the replay loop, retries,
-//! backoff and the background driver), `dead_letters` (the queue and dead-letter API) and
+//! backoff and the background driver), `dead_letters` (the queue and dead-letter API),
+//! `server_clock` (the offset to the server's clock that stamps are corrected by) and
 //! `defaults` (the zero-configuration service of each platform). This module holds the
 //! service's state and what they share: status, reachability, ids.
 
