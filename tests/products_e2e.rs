@@ -15,7 +15,7 @@ mod model;
 #[path = "../examples/products/server.rs"]
 mod server;
 
-use client::{add_product, delete_product, get_products, update_price, Client};
+use client::{add_product, delete_product, get_products, update_price, Client, SkewedClock};
 use model::{ErrorBody, NewProduct, Product};
 use serde_json::json;
 use server::ProductServer;
@@ -463,4 +463,139 @@ async fn two_phones_editing_offline_the_later_edit_wins_whichever_syncs_first() 
         assert_eq!(changes(&server), expected_log);
         server.stop().await;
     }
+}
+
+const HOUR_MILLIS: i64 = 3_600_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_an_hour_fast_stamps_by_the_servers_clock_so_the_later_edit_wins() {
+    for a_edits_offline in [false, true] {
+        let (dir, server) = start().await;
+        let fast = SkewedClock {
+            ahead_millis: HOUR_MILLIS,
+        };
+        let a =
+            Client::open_with_clock(&dir.path().join("a.sqlite3"), &server.url(), fast).unwrap();
+        let b = phone(&dir, "b", &server);
+        // A's first answer from the server tells it how far off its clock is.
+        a.call(get_products(TENANT.into())).await.unwrap();
+        let offset = a.service.clock_offset();
+        assert!(
+            (-HOUR_MILLIS - 2_000..=-HOUR_MILLIS + 2_000).contains(&offset),
+            "{offset}"
+        );
+        let latte = a
+            .call(add_product(TENANT.into(), NewProduct::new("Latte", 320)))
+            .await
+            .unwrap();
+        b.call(get_products(TENANT.into())).await.unwrap();
+
+        // A edits (offline or not), then B edits later in real time.
+        a.network.set_online(!a_edits_offline);
+        let earlier = a.call(update_price(latte.id.clone(), 310)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let later = b.call(update_price(latte.id.clone(), 340)).await.unwrap();
+        assert!(
+            later.updated_at > earlier.updated_at,
+            "A stamped {} by a clock an hour fast; B {} after it",
+            earlier.updated_at,
+            later.updated_at
+        );
+        a.network.set_online(true);
+        a.wait_until_synced(LIMIT).await.unwrap();
+
+        let on_server = server.products(TENANT).unwrap();
+        assert_eq!(prices(&on_server), [("Latte", 340)], "B wins on the server");
+        assert_eq!(b.local_products(TENANT).await.unwrap(), on_server);
+        if a_edits_offline {
+            // A's replayed edit lost; the server's answer to it carried B's price.
+            assert_eq!(a.local_products(TENANT).await.unwrap(), on_server);
+        }
+        a.call(get_products(TENANT.into())).await.unwrap();
+        assert_eq!(
+            a.local_products(TENANT).await.unwrap(),
+            on_server,
+            "and on A"
+        );
+        assert_eq!(a.status().await.unwrap().dead, 0);
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offset_is_kept_across_a_restart_and_used_offline() {
+    let (dir, server) = start().await;
+    let fast = SkewedClock {
+        ahead_millis: HOUR_MILLIS,
+    };
+    let database = dir.path().join("a.sqlite3");
+    let a = Client::open_with_clock(&database, &server.url(), fast).unwrap();
+    let latte = a
+        .call(add_product(TENANT.into(), NewProduct::new("Latte", 320)))
+        .await
+        .unwrap_err();
+    // Its very first action was stamped by the fast clock, before any answer: refused, and
+    // the answer taught it the server's clock.
+    assert!(latte.to_string().contains("ahead"), "{latte}");
+    let learnt = a.service.clock_offset();
+    assert!(learnt < -HOUR_MILLIS + 2_000, "{learnt}");
+    drop(a);
+
+    // Restarted with no network: the saved offset stamps the offline edit.
+    let a = Client::open_with_clock(&database, &server.url(), fast).unwrap();
+    a.network.set_online(false);
+    let before = SystemClock.now().as_millis();
+    let tea = a
+        .call(add_product(TENANT.into(), NewProduct::new("Tea", 200)))
+        .await
+        .unwrap();
+    assert!(
+        tea.updated_at < before + 60_000,
+        "stamped {} by the corrected clock, not an hour ahead of {before}",
+        tea.updated_at
+    );
+    assert_eq!(a.service.clock_offset(), learnt);
+    a.network.set_online(true);
+    a.wait_until_synced(LIMIT).await.unwrap();
+    assert_eq!(prices(&server.products(TENANT).unwrap()), [("Tea", 200)]);
+    assert_eq!(a.status().await.unwrap().dead, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_future_stamp_is_refused_with_a_clear_message_and_nothing_changes() {
+    let (dir, server) = start().await;
+    let a = phone(&dir, "a", &server);
+    let latte = a
+        .call(add_product(TENANT.into(), NewProduct::new("Latte", 320)))
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let put = |timestamp: String, price: i64| {
+        http.put(format!("{}/products/{}/price", server.url(), latte.id))
+            .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+            .header("x-action-timestamp", timestamp)
+            .json(&json!({ "price_cents": price }))
+            .send()
+    };
+    let refused = put("99999999999999".into(), 999).await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(refused.headers().contains_key("x-server-time"));
+    let message = refused.json::<ErrorBody>().await.unwrap().error;
+    assert!(
+        message.contains("99999999999999ms") && message.contains("at most 120s ahead is accepted"),
+        "{message}"
+    );
+    let expired = put("1000".into(), 998).await.unwrap();
+    assert_eq!(expired.status(), reqwest::StatusCode::BAD_REQUEST);
+    let message = expired.json::<ErrorBody>().await.unwrap().error;
+    assert!(message.contains("have expired"), "{message}");
+    assert_eq!(prices(&server.products(TENANT).unwrap()), [("Latte", 320)]);
+    assert_eq!(server.applied_count().unwrap(), 1);
+
+    // An honest edit after it wins as it should.
+    let now = SystemClock.now().as_millis().to_string();
+    assert!(put(now, 150).await.unwrap().status().is_success());
+    assert_eq!(prices(&server.products(TENANT).unwrap()), [("Latte", 150)]);
+    server.stop().await;
 }

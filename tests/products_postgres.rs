@@ -238,6 +238,15 @@ impl Action {
     }
 }
 
+/// An hour ago, in Unix milliseconds: action timestamps the servers accept (they refuse stamps
+/// from their future and stamps older than the clients' time-to-live).
+fn recent() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    u64::try_from(now.as_millis()).expect("a millisecond count") - 3_600_000
+}
+
 fn uuid(client: u64, n: u64) -> uuid::Uuid {
     uuid::Uuid::from_u128((u128::from(client + 1) << 64) | u128::from(n))
 }
@@ -246,7 +255,7 @@ fn uuid(client: u64, n: u64) -> uuid::Uuid {
 /// products, then changes prices of any of them at times that interleave with the other
 /// clients', so last-write-wins decides the final prices.
 fn workload(per_client: u64) -> (Vec<Action>, Vec<Vec<Action>>) {
-    let base = 1_700_000_000_000;
+    let base = recent();
     let shared: Vec<uuid::Uuid> = (0..20).map(|n| uuid(99, 1000 + n)).collect();
     let setup = shared
         .iter()
@@ -458,7 +467,7 @@ async fn an_instance_killed_mid_transaction_leaves_nothing_and_the_other_applies
     let (name, config) = fresh_database(&url).await;
     let mut doomed = Instance::start(&url, &name, Some(Duration::from_secs(120))).await;
     let survivor = Instance::start(&url, &name, None).await;
-    let action = Action::add(uuid(5, 1), 1_700_000_000_000, uuid(5, 2), "Tea", 250);
+    let action = Action::add(uuid(5, 1), recent(), uuid(5, 2), "Tea", 250);
 
     let http = reqwest::Client::new();
     let first = tokio::spawn({
@@ -535,7 +544,7 @@ async fn bad_action_headers_are_refused_and_a_reused_id_never_applies_new_parame
         }
         request.send()
     };
-    let tea = Action::add(uuid(7, 1), 1_700_000_000_000, uuid(7, 2), "Tea", 250);
+    let tea = Action::add(uuid(7, 1), recent(), uuid(7, 2), "Tea", 250);
     let id = tea.id.to_string();
 
     // Missing, malformed and forged headers: 400 with a message naming the header.

@@ -297,3 +297,34 @@ pub async fn late_note(text: String) -> Result<String, AppError> {
     }
     apply_note(text)
 }
+
+#[test]
+fn a_call_made_after_a_restart_with_the_clock_set_back_is_queued_after_the_older_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.sqlite3");
+    let open = |clock: &ManualClock| {
+        SyncService::builder()
+            .store(sync_runtime::SqliteStore::open(&path).unwrap())
+            .connectivity(ManualConnectivity::new(false))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let first = open(&clock);
+    block_on(first.scope(note("before the restart".into()))).unwrap();
+    drop(first);
+    // The device's clock is set back an hour before the app starts again.
+    clock.set(Timestamp(1_800_000_000_000 - 3_600_000));
+    let second = open(&clock);
+    block_on(second.scope(note("after the restart".into()))).unwrap();
+    let queued = block_on(second.queued()).unwrap();
+    assert_eq!(
+        queued.iter().map(|q| q.params.as_str()).collect::<Vec<_>>(),
+        [
+            r#"{"text":"before the restart"}"#,
+            r#"{"text":"after the restart"}"#
+        ],
+        "the queue keeps the order the user acted in"
+    );
+}

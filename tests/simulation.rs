@@ -1,11 +1,13 @@
 //! Deterministic simulation: thousands of random schedules of user actions, connectivity
-//! flips, clock jumps, replays, restarts, and a server that fails transiently (before applying,
-//! or after applying with the response lost) and permanently.
+//! flips, clock jumps, device clocks that go wrong (an hour fast or slow, a little off),
+//! replays, restarts, and a server that fails transiently (before applying, or after applying
+//! with the response lost) and permanently, and refuses stamps from its future.
 //!
 //! Afterwards every action the user made must be applied on the (idempotent) simulated server
 //! exactly once and in the order it was made, or sit in the dead-letter store with a reason;
-//! and the local data must hold what the server holds for every key whose last write reached
-//! it (last-write-wins by the time the user acted).
+//! the local data must hold, at every moment, the last write by the time the user acted, and
+//! what the server holds for every key whose last write reached it; and after each answer from
+//! the server, the device's corrected clock must read the server's within a second.
 
 use futures::executor::block_on;
 use std::cell::RefCell;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use sync_runtime::store::DeadReason;
 use sync_runtime::{
-    offline_action, ActionContext, ActionId, ClassifyError, ManualClock, ManualConnectivity,
+    offline_action, ActionContext, ActionId, ClassifyError, Clock, ManualClock, ManualConnectivity,
     MemoryStore, RetryPolicy, SqliteStore, Store, SyncError, SyncService, Timestamp,
 };
 
@@ -24,6 +26,8 @@ pub enum AppError {
     Network,
     #[error("the server refuses value {0}")]
     Refused(i64),
+    #[error("the server refuses a stamp from its future")]
+    FromTheFuture,
     #[error(transparent)]
     Sync(#[from] SyncError),
 }
@@ -47,14 +51,29 @@ struct Server {
     fail_after: f64,
     responses: HashMap<ActionId, i64>,
     log: Vec<ActionId>,
-    values: HashMap<String, i64>,
+    /// Each key's value, with the stamp that wrote it: last-write-wins, as a real server.
+    values: HashMap<String, (i64, (Timestamp, ActionId))>,
+    /// The server's clock; the device's reads this plus its skew.
+    now: u64,
+    /// Calls refused because their stamp was in the server's future.
+    from_the_future: HashSet<ActionId>,
 }
 
+/// How far past its clock the simulated server accepts stamps (as `TimestampPolicy`'s default).
+const MAX_AHEAD_MILLIS: u64 = 120_000;
+
 impl Server {
-    fn handle(&mut self, id: ActionId, key: &str, value: i64) -> Result<i64, AppError> {
+    fn handle(&mut self, context: &ActionContext, key: &str, value: i64) -> Result<i64, AppError> {
+        let id = context.id();
         let rng = self.rng.as_mut().expect("seeded");
         if rng.f64() < self.fail_before {
             return Err(AppError::Network);
+        }
+        // Every answer from here on carries the server's clock (`x-server-time`).
+        context.note_server_time(Timestamp(self.now));
+        if context.timestamp().as_millis() > self.now + MAX_AHEAD_MILLIS {
+            self.from_the_future.insert(id);
+            return Err(AppError::FromTheFuture);
         }
         if let Some(response) = self.responses.get(&id) {
             return Ok(*response);
@@ -64,7 +83,11 @@ impl Server {
         }
         self.responses.insert(id, value);
         self.log.push(id);
-        self.values.insert(key.to_owned(), value);
+        let stamp = (context.timestamp(), id);
+        let current = self.values.get(key).map(|(_, s)| *s);
+        if current.is_none_or(|current| stamp >= current) {
+            self.values.insert(key.to_owned(), (value, stamp));
+        }
         if rng.f64() < self.fail_after {
             // Applied, but the response never reaches the client.
             return Err(AppError::Network);
@@ -75,12 +98,12 @@ impl Server {
 
 thread_local! {
     static SERVER: RefCell<Server> = RefCell::new(Server::default());
-    static LAST_ID: RefCell<Option<ActionId>> = const { RefCell::new(None) };
+    static LAST_ID: RefCell<Option<(ActionId, Timestamp)>> = const { RefCell::new(None) };
 }
 
 fn note_id() -> ActionContext {
     let context = ActionContext::current().expect("inside an action");
-    LAST_ID.with(|last| *last.borrow_mut() = Some(context.id()));
+    LAST_ID.with(|last| *last.borrow_mut() = Some((context.id(), context.timestamp())));
     context
 }
 
@@ -88,7 +111,7 @@ fn note_id() -> ActionContext {
 #[offline_action(local = set_value_locally)]
 pub async fn set_value(key: String, value: i64) -> Result<i64, AppError> {
     let context = note_id();
-    let stored = SERVER.with(|s| s.borrow_mut().handle(context.id(), &key, value))?;
+    let stored = SERVER.with(|s| s.borrow_mut().handle(&context, &key, value))?;
     context
         .collection::<i64>("values")
         .put(key, &stored)
@@ -149,6 +172,7 @@ enum Outcome {
 
 struct Call {
     id: ActionId,
+    timestamp: Timestamp,
     key: String,
     value: i64,
     outcome: Outcome,
@@ -162,6 +186,11 @@ struct World<S: Storage> {
     service: SyncService,
     calls: Vec<Call>,
     restarts: usize,
+    /// Whether the device's clock goes wrong in this schedule (half of them).
+    skewed: bool,
+    /// Device clock minus server clock, in milliseconds.
+    skew: i64,
+    skew_changes: usize,
 }
 
 fn policy() -> RetryPolicy {
@@ -192,7 +221,29 @@ impl<S: Storage> World<S> {
             service,
             calls: Vec::new(),
             restarts: 0,
+            skewed: seed % 2 == 1,
+            skew: 0,
+            skew_changes: 0,
         }
+    }
+
+    /// The server's clock: the device's minus its skew.
+    fn server_now(&self) -> u64 {
+        self.clock
+            .now()
+            .as_millis()
+            .saturating_add_signed(-self.skew)
+    }
+
+    /// The device's clock goes wrong (or right again) by a jump, as when a user sets it.
+    fn change_skew(&mut self) {
+        const SKEWS: [i64; 6] = [0, 3_600_000, -3_600_000, 30_000, -5_000, 7_200_000];
+        let skew = SKEWS[self.rng.usize(..SKEWS.len())];
+        let server_now = self.server_now();
+        self.clock
+            .set(Timestamp(server_now.saturating_add_signed(skew)));
+        self.skew = skew;
+        self.skew_changes += 1;
     }
 
     fn start(
@@ -217,18 +268,29 @@ impl<S: Storage> World<S> {
         let key = format!("k{}", self.rng.u8(0..4));
         let value = i64::from(self.rng.u16(..));
         LAST_ID.with(|last| *last.borrow_mut() = None);
+        let server_now = self.server_now();
+        SERVER.with(|s| s.borrow_mut().now = server_now);
         let result = block_on(self.service.scope(set_value(key.clone(), value)));
-        let id = LAST_ID
+        let (id, timestamp) = LAST_ID
             .with(|last| last.borrow_mut().take())
             .expect("the call ran");
         let outcome = match result {
             Ok(_) if self.is_queued(id) => Outcome::Queued,
             Ok(_) => Outcome::Online,
-            Err(AppError::Refused(_)) => Outcome::RefusedOnline,
+            Err(AppError::Refused(_) | AppError::FromTheFuture) => Outcome::RefusedOnline,
             Err(other) => panic!("call {id} failed unexpectedly: {other}"),
         };
+        if !matches!(outcome, Outcome::Queued) {
+            // The server answered: the device now reads the server's clock.
+            let corrected = self.service.corrected_time().as_millis();
+            assert!(
+                corrected.abs_diff(server_now) <= 1_000,
+                "corrected clock {corrected}, server's {server_now}"
+            );
+        }
         self.calls.push(Call {
             id,
+            timestamp,
             key,
             value,
             outcome,
@@ -246,12 +308,11 @@ impl<S: Storage> World<S> {
         match self.rng.u8(0..100) {
             0..=44 => self.user_call(),
             45..=54 => self.net.set_online(!self.rng.bool()),
-            55..=69 => self
+            55..=57 if self.skewed => self.change_skew(),
+            58..=69 => self
                 .clock
                 .advance(Duration::from_millis(self.rng.u64(0..90_000))),
-            70..=84 => {
-                block_on(self.service.replay()).expect("replay never fails on a healthy store");
-            }
+            70..=84 => self.replay(),
             85..=89 => {
                 self.restarts += 1;
                 self.service =
@@ -280,12 +341,37 @@ impl<S: Storage> World<S> {
                 return;
             }
             self.clock.advance(Duration::from_secs(600));
-            block_on(self.service.replay()).unwrap();
+            self.replay();
         }
         panic!(
             "the queue did not drain: {:?}",
             block_on(self.service.queued()).unwrap()
         );
+    }
+
+    fn replay(&mut self) {
+        let server_now = self.server_now();
+        SERVER.with(|s| s.borrow_mut().now = server_now);
+        block_on(self.service.replay()).expect("replay never fails on a healthy store");
+    }
+
+    /// The calls that wrote locally, each key's last by the time the user acted (its stamp):
+    /// by the server's clock as the device knew it, so after a device clock found to be far
+    /// too fast, a later call can be stamped before the fast clock's.
+    fn last_writes(&self) -> HashMap<&str, &Call> {
+        let mut last: HashMap<&str, &Call> = HashMap::new();
+        for call in &self.calls {
+            if matches!(call.outcome, Outcome::RefusedOnline) {
+                continue;
+            }
+            let newer = last
+                .get(call.key.as_str())
+                .is_none_or(|l| (call.timestamp, call.id) >= (l.timestamp, l.id));
+            if newer {
+                last.insert(&call.key, call);
+            }
+        }
+        last
     }
 
     /// At every moment, the local value of a key is the one the user wrote last: a replayed
@@ -295,12 +381,11 @@ impl<S: Storage> World<S> {
             .unwrap()
             .into_iter()
             .collect();
-        let mut expected: HashMap<&str, i64> = HashMap::new();
-        for call in &self.calls {
-            if !matches!(call.outcome, Outcome::RefusedOnline) {
-                expected.insert(&call.key, call.value);
-            }
-        }
+        let expected: HashMap<&str, i64> = self
+            .last_writes()
+            .into_iter()
+            .map(|(key, call)| (key, call.value))
+            .collect();
         for (key, value) in expected {
             assert_eq!(
                 local.get(key),
@@ -346,8 +431,9 @@ impl<S: Storage> World<S> {
                 }
                 Outcome::Queued => match dead.get(&call.id) {
                     Some(DeadReason::Rejected) => {
+                        let future = SERVER.with(|s| s.borrow().from_the_future.contains(&call.id));
                         assert!(
-                            refused(call.value) && !applied,
+                            (refused(call.value) || future) && !applied,
                             "seed {seed}: wrong rejection"
                         );
                     }
@@ -358,33 +444,33 @@ impl<S: Storage> World<S> {
                 },
             }
         }
-        // The server saw the calls in the order the user made them.
-        let made: Vec<ActionId> = self
-            .calls
-            .iter()
-            .map(|c| c.id)
-            .filter(|id| applied_once.contains(id))
-            .collect();
-        assert_eq!(
-            log, made,
-            "seed {seed}: the server applied calls out of order"
-        );
+        // The server saw the calls in the order the user made them. Not when the device's
+        // clock went wrong: a call stamped by a clock an hour fast, queued, waits behind the
+        // calls stamped after the device learnt the server's clock (the queue goes by stamp),
+        // and across a restart, until the first answer, a clock set back an hour stamps an
+        // hour early.
+        if !self.skewed {
+            let made: Vec<ActionId> = self
+                .calls
+                .iter()
+                .map(|c| c.id)
+                .filter(|id| applied_once.contains(id))
+                .collect();
+            assert_eq!(
+                log, made,
+                "seed {seed}: the server applied calls out of order"
+            );
+        }
 
         // Local data agrees with the server wherever the key's last call reached the server.
         let local: HashMap<String, i64> = block_on(self.service.collection::<i64>("values").list())
             .unwrap()
             .into_iter()
             .collect();
-        let mut last_call: HashMap<&str, &Call> = HashMap::new();
-        for call in &self.calls {
-            if !matches!(call.outcome, Outcome::RefusedOnline) {
-                last_call.insert(&call.key, call);
-            }
-        }
-        for (key, call) in last_call {
+        for (key, call) in self.last_writes() {
             if applied_once.contains(&call.id) {
                 assert_eq!(
-                    server_values.get(key),
+                    server_values.get(key).map(|(value, _)| value),
                     Some(&call.value),
                     "seed {seed}: server value of {key}"
                 );
@@ -398,7 +484,7 @@ impl<S: Storage> World<S> {
     }
 }
 
-fn run<S: Storage>(seed: u64, storage: S, steps: usize) -> (usize, usize) {
+fn run<S: Storage>(seed: u64, storage: S, steps: usize) -> (usize, usize, usize) {
     let mut world = World::new(seed, storage);
     for _ in 0..steps {
         world.step();
@@ -406,35 +492,37 @@ fn run<S: Storage>(seed: u64, storage: S, steps: usize) -> (usize, usize) {
     }
     world.drain();
     world.check(seed);
-    (world.calls.len(), world.restarts)
+    (world.calls.len(), world.restarts, world.skew_changes)
 }
 
 #[test]
 fn random_schedules_on_the_memory_store_lose_nothing_and_apply_once_in_order() {
     let schedules = 2_000;
-    let (mut calls, mut restarts) = (0, 0);
+    let (mut calls, mut restarts, mut skews) = (0, 0, 0);
     for seed in 0..schedules {
-        let (c, r) = run(seed, Memory(MemoryStore::new()), 80);
+        let (c, r, k) = run(seed, Memory(MemoryStore::new()), 80);
         calls += c;
         restarts += r;
+        skews += k;
     }
     assert!(
-        calls > 50_000 && restarts > 5_000,
-        "the schedules exercise little: {calls} calls, {restarts} restarts"
+        calls > 50_000 && restarts > 5_000 && skews > 1_500,
+        "the schedules exercise little: {calls} calls, {restarts} restarts, {skews} clock changes"
     );
 }
 
 #[test]
 fn random_schedules_on_sqlite_with_reopens_lose_nothing_and_apply_once_in_order() {
     let schedules = 500;
-    let (mut calls, mut restarts) = (0, 0);
+    let (mut calls, mut restarts, mut skews) = (0, 0, 0);
     for seed in 10_000..10_000 + schedules {
-        let (c, r) = run(seed, Sqlite::new(), 80);
+        let (c, r, k) = run(seed, Sqlite::new(), 80);
         calls += c;
         restarts += r;
+        skews += k;
     }
     assert!(
-        calls > 10_000 && restarts > 1_000,
-        "the schedules exercise little: {calls} calls, {restarts} restarts"
+        calls > 10_000 && restarts > 1_000 && skews > 300,
+        "the schedules exercise little: {calls} calls, {restarts} restarts, {skews} clock changes"
     );
 }

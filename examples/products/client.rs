@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use sync_runtime::store::SqliteStore;
 use sync_runtime::{
-    http, offline_action, ActionContext, ActionKind, ClassifyError, Collection, ManualConnectivity,
-    RetryPolicy, Store, SyncError, SyncService, SyncStatus, TokioExecutor,
+    http, offline_action, ActionContext, ActionKind, ClassifyError, Clock, Collection,
+    ManualConnectivity, RetryPolicy, Store, SyncError, SyncService, SyncStatus, SystemClock,
+    Timestamp, TokioExecutor,
 };
 
 /// The local collection the actions keep products in, keyed by product id.
@@ -219,10 +220,22 @@ async fn products_with_waiting_changes(service: &SyncService) -> Result<HashSet<
 }
 
 /// Sends a request and reads a JSON answer (`()` for an empty one); a status that is not a
-/// success becomes `AppError::Server` with the server's message and `Retry-After`.
+/// success becomes `AppError::Server` with the server's message and `Retry-After`. An answer
+/// from the server itself reports its clock to the runtime, which stamps the next actions by
+/// it.
 async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, AppError> {
     let response = request.send().await?;
     let status = response.status();
+    if !http::is_transient_status(status.as_u16()) {
+        let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
+        let server_time = http::server_time(
+            header(http::SERVER_TIME_HEADER),
+            header(reqwest::header::DATE.as_str()),
+        );
+        if let (Some(time), Some(cx)) = (server_time, ActionContext::current()) {
+            cx.note_server_time(time);
+        }
+    }
     if status.is_success() {
         let body = response.bytes().await?;
         let json: &[u8] = if status == StatusCode::NO_CONTENT || body.is_empty() {
@@ -250,6 +263,19 @@ async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, AppErro
         message,
         retry_after,
     })
+}
+
+/// A device clock that is off: the system clock plus `ahead` milliseconds (negative: behind).
+#[derive(Clone, Copy, Debug)]
+pub struct SkewedClock {
+    pub ahead_millis: i64,
+}
+
+impl Clock for SkewedClock {
+    fn now(&self) -> Timestamp {
+        let now = i128::from(SystemClock.now().as_millis()) + i128::from(self.ahead_millis);
+        Timestamp(u64::try_from(now.max(0)).unwrap_or(u64::MAX))
+    }
 }
 
 /// How a client reaches its server.
@@ -314,11 +340,21 @@ impl Client {
         database: &Path,
         server_url: &str,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Self::open_with_clock(database, server_url, SystemClock)
+    }
+
+    /// [`Client::open`] on a device whose clock reads `clock` (a phone whose clock is wrong).
+    pub fn open_with_clock(
+        database: &Path,
+        server_url: &str,
+        clock: impl Clock,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let network = ManualConnectivity::new(true);
         let executor = TokioExecutor::current().ok_or("Client::open runs inside tokio")?;
         let service = SyncService::builder()
             .store(SqliteStore::open(database)?)
             .connectivity(network.clone())
+            .clock(clock)
             .executor(executor)
             // Short waits between attempts, so the example's outage ends in a blink.
             .retry_policy(RetryPolicy {

@@ -1,10 +1,12 @@
 //! Offline-first products, end to end: a real HTTP server (axum, SQLite) and two phones whose
 //! `#[offline_action]` functions call it.
 //!
-//! The story: actions online; the server goes away; actions are answered from the local
-//! store and queued; both phones change the same product; the server comes back; the queues
-//! drain on their own, each action applied once, in order; the edit the user made last
-//! wins; and the server's data and the phones' local data agree. Exits with 0 only if they do.
+//! The story: phone A's clock is an hour fast, and A learns the server's clock from its first
+//! answer; actions online; the server goes away; actions are answered from the local store
+//! and queued; both phones change the same product; the server comes back; the queues drain
+//! on their own, each action applied once, in order; the edit the user made last wins,
+//! whatever A's clock says; a request stamped far in the future is refused; and the server's
+//! data and the phones' local data agree. Exits with 0 only if they do.
 //!
 //! Run: `cargo run --example products` (everything stays on 127.0.0.1, on SQLite files in a
 //! temporary directory).
@@ -19,17 +21,18 @@ mod model;
 mod pg_server;
 mod server;
 
-use client::{add_product, delete_product, get_products, update_price, Client};
+use client::{add_product, delete_product, get_products, update_price, Client, SkewedClock};
 use model::{money, NewProduct, Product};
 use server::ProductServer;
 use std::collections::HashSet;
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
-use sync_runtime::ActionKind;
+use sync_runtime::{ActionKind, Clock};
 
 const TENANT: &str = "corner-cafe";
 const SYNC_LIMIT: Duration = Duration::from_secs(15);
+const HOUR_MILLIS: i64 = 3_600_000;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -56,14 +59,25 @@ async fn main() -> ExitCode {
 async fn story() -> Result<bool, Box<dyn Error + Send + Sync>> {
     let dir = tempfile::tempdir()?;
     let server = ProductServer::start(&dir.path().join("server.sqlite3")).await?;
-    let a = Client::open(&dir.path().join("phone-a.sqlite3"), &server.url())?;
+    let a_clock = SkewedClock {
+        ahead_millis: HOUR_MILLIS,
+    };
+    let a = Client::open_with_clock(&dir.path().join("phone-a.sqlite3"), &server.url(), a_clock)?;
     let b = Client::open(&dir.path().join("phone-b.sqlite3"), &server.url())?;
     println!(
         "Server on {} (SQLite); phones A and B each keep a local SQLite store.",
         server.url()
     );
+    println!("Phone A's clock is an hour fast; B's is right.");
 
     println!("1. Online");
+    a.call(get_products(TENANT.into())).await?;
+    println!(
+        "   A: opens the app (get_products); from the server's answer it learns that its clock \
+         is {} ahead, and stamps every action by the server's clock from now on (kept in its \
+         store across restarts)",
+        offset_text(-a.service.clock_offset())
+    );
     let espresso = a
         .call(add_product(TENANT.into(), NewProduct::new("Espresso", 250)))
         .await?;
@@ -118,8 +132,9 @@ async fn story() -> Result<bool, Box<dyn Error + Send + Sync>> {
     tokio::time::sleep(Duration::from_millis(30)).await;
     let b_latte = b.call(update_price(latte.id.clone(), 340)).await?;
     println!(
-        "   A at {}: Latte -> 3.10, with no signal",
-        clock(a_latte.updated_at)
+        "   A at {}: Latte -> 3.10, with no signal (A's own clock read {})",
+        clock(a_latte.updated_at),
+        clock(a_clock.now().as_millis() - 30)
     );
     println!("   B at {}: Latte -> 3.40", clock(b_latte.updated_at));
 
@@ -139,7 +154,12 @@ async fn story() -> Result<bool, Box<dyn Error + Send + Sync>> {
         a_status.dead + b.status().await?.dead
     );
 
-    println!("5. B changed the Latte last, so B's price wins everywhere, though A's arrived last");
+    println!(
+        "5. B changed the Latte last, so B's price wins everywhere, though A's arrived last \
+         and A's clock is an hour ahead"
+    );
+    let refused = far_future_edit(&server, &latte.id).await?;
+    println!("   A request stamped in the year 5138 is refused: {refused}");
     b.call(get_products(TENANT.into())).await?;
     let on_server = server.products(TENANT)?;
     let on_a = a.local_products(TENANT).await?;
@@ -218,6 +238,46 @@ async fn serve(args: &[String]) -> Result<(), Box<dyn Error + Send + Sync>> {
         }
         (Some(_), Some(_)) => Err("give a database URL or --sqlite, not both".into()),
     }
+}
+
+/// A price change stamped far in the future, sent by hand (no client would): the server's
+/// answer, which must be a 400 that applies nothing.
+async fn far_future_edit(
+    server: &ProductServer,
+    product_id: &str,
+) -> Result<String, Box<dyn Error + Send + Sync>> {
+    let before = server.changes()?.len();
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .put(format!("{}/products/{product_id}/price", server.url()))
+        .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+        .header("x-action-timestamp", "99999999999999")
+        .json(&serde_json::json!({ "price_cents": 999 }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    if status != reqwest::StatusCode::BAD_REQUEST || server.changes()?.len() != before {
+        return Err(format!("a far-future stamp was not refused: {status} {body}").into());
+    }
+    Ok(format!(
+        "{status}, \"{}\"",
+        body["error"].as_str().unwrap_or("")
+    ))
+}
+
+/// `1h 00m 00.000s`, roughly, for an offset in milliseconds.
+fn offset_text(millis: i64) -> String {
+    let sign = if millis < 0 { "-" } else { "" };
+    let millis = millis.unsigned_abs();
+    format!(
+        "{sign}{}h {:02}m {:02}.{:03}s",
+        millis / 3_600_000,
+        millis / 60_000 % 60,
+        millis / 1000 % 60,
+        millis % 1000
+    )
 }
 
 /// What the server applied since `seen` changes, joined by "; ".

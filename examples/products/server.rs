@@ -5,7 +5,11 @@
 //! action is answered with the response recorded the first time, never applied twice. Price
 //! updates are last-write-wins by the time the user acted (the `x-action-timestamp` header):
 //! a product keeps the time of the change it last took, and an update made earlier than that
-//! is acknowledged, answered with the current product, and not applied.
+//! is acknowledged, answered with the current product, and not applied. The `ActionHeaders`
+//! extractor refuses, with a 400 that says why, a timestamp more than two minutes ahead of the
+//! server's clock (one far-future stamp would otherwise win every later conflict) or older
+//! than the clients' time-to-live; every answer carries the server's clock (`x-server-time`),
+//! by which clients stamp their actions.
 //!
 //! The server can stop (the port refuses connections) and restart on the same port with the
 //! same database file, and can lose one response after committing, as a dropped connection
@@ -154,6 +158,9 @@ impl ProductServer {
             .route("/products/{id}", axum::routing::delete(delete_product))
             .route("/products/{id}/price", put(update_price))
             .with_state(Arc::clone(&self.shared))
+            // Every answer carries the server's clock in milliseconds: clients stamp actions
+            // by it, so a phone whose clock is wrong still orders edits by when users acted.
+            .layer(axum::middleware::map_response(with_server_time))
     }
 
     /// Makes the next write commit and then drop its connection without answering.
@@ -192,6 +199,14 @@ impl ProductServer {
         let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         rows.collect()
     }
+}
+
+async fn with_server_time(mut response: Response) -> Response {
+    let (name, value) = sync_runtime::server::server_time_header();
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -49,6 +49,9 @@ struct Inner {
     name: &'static str,
     timestamp: Timestamp,
     phase: Phase,
+    /// The device's clock when this attempt started: the send time of its requests, for
+    /// [`ActionContext::note_server_time`].
+    started_at: Timestamp,
     writes: Mutex<Vec<Write>>,
     queued: AtomicBool,
     retry_after: Mutex<Option<core::time::Duration>>,
@@ -73,8 +76,10 @@ impl ActionContext {
         timestamp: Timestamp,
         phase: Phase,
     ) -> Self {
+        let started_at = service.local_time();
         Self {
             inner: Arc::new(Inner {
+                started_at,
                 service,
                 id,
                 name,
@@ -107,7 +112,10 @@ impl ActionContext {
         self.inner.name
     }
 
-    /// When the user acted.
+    /// When the user acted, by the server's clock as the device estimated it then (its own
+    /// clock corrected by the offset it learnt from the server's answers, see
+    /// [`SyncService::observe_server_time`]). Never earlier than the timestamp of an action
+    /// minted before it by the same service, even when the clock steps back.
     pub fn timestamp(&self) -> Timestamp {
         self.inner.timestamp
     }
@@ -135,6 +143,19 @@ impl ActionContext {
     /// `server_fn` client [`OfflineClient`](crate::server_fn::OfflineClient) calls it.
     pub fn note_retry_after(&self, wait: core::time::Duration) {
         *lock(&self.inner.retry_after) = Some(wait);
+    }
+
+    /// Reports the server's clock, read from a successful answer to a request this attempt
+    /// made (the `x-server-time` header, or `Date`: see [`crate::http::server_time`]), so that
+    /// the service stamps the next actions with the server's time rather than a device clock
+    /// that may be wrong (see [`SyncService::observe_server_time`]; the attempt's start is
+    /// taken as the time the request was sent). The timestamp of this action, and of every
+    /// action already queued, does not change. [`OfflineClient`](crate::server_fn::OfflineClient)
+    /// calls it.
+    pub fn note_server_time(&self, server_time: Timestamp) {
+        self.inner
+            .service
+            .observe_server_time(server_time, self.inner.started_at);
     }
 
     /// What [`note_retry_after`](Self::note_retry_after) remembered, if anything.

@@ -1,5 +1,5 @@
 //! Actions over HTTP, for any client or server: the headers that carry an action's id and
-//! timestamp, which statuses are worth retrying, `Retry-After`, and (feature `reqwest`)
+//! timestamp and the server's clock, which statuses are worth retrying, `Retry-After`, and (feature `reqwest`)
 //! [`ClassifyError`](crate::ClassifyError) for `reqwest::Error`.
 //!
 //! A client sends [`action_headers`] with every request an action body makes; the server
@@ -15,7 +15,7 @@
 //! assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
 //! ```
 
-use crate::ActionContext;
+use crate::{ActionContext, Timestamp};
 use core::time::Duration;
 
 /// The request header that carries the action id: the idempotency key. It stays the same
@@ -27,6 +27,86 @@ pub const ACTION_ID_HEADER: &str = "idempotency-key";
 /// milliseconds since the Unix epoch. A replay sends the original time, not the time of the
 /// replay, so a server can apply last-write-wins by the time the user acted.
 pub const ACTION_TIMESTAMP_HEADER: &str = "x-action-timestamp";
+
+/// The response header that carries the server's clock when it answered, in milliseconds
+/// since the Unix epoch (the `Date` header has whole seconds only). A client reports it to the
+/// runtime ([`ActionContext::note_server_time`]), which then stamps actions with the server's
+/// time even when the device's clock is wrong. Servers add it with
+/// [`crate::server::server_time_header`].
+pub const SERVER_TIME_HEADER: &str = "x-server-time";
+
+/// The server's clock as an answer gives it: [`SERVER_TIME_HEADER`] if present and a number,
+/// else the `Date` header (HTTP's IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`), read as the
+/// middle of its second. `None` when neither reads.
+///
+/// ```
+/// use sync_runtime::http::server_time;
+/// use sync_runtime::Timestamp;
+///
+/// assert_eq!(server_time(Some("1700000000123"), None), Some(Timestamp(1_700_000_000_123)));
+/// assert_eq!(
+///     server_time(None, Some("Sun, 06 Nov 1994 08:49:37 GMT")),
+///     Some(Timestamp(784_111_777_500))
+/// );
+/// assert_eq!(server_time(Some("soon"), None), None);
+/// ```
+pub fn server_time(
+    server_time_header: Option<&str>,
+    date_header: Option<&str>,
+) -> Option<Timestamp> {
+    let exact = server_time_header.and_then(|value| {
+        let value = value.trim();
+        (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| value.parse().ok().map(Timestamp))
+            .flatten()
+    });
+    exact.or_else(|| {
+        let seconds = parse_http_date(date_header?)?;
+        Some(Timestamp(seconds.checked_mul(1000)?.checked_add(500)?))
+    })
+}
+
+/// Reads an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, the form HTTP servers send) as
+/// seconds since the Unix epoch.
+fn parse_http_date(value: &str) -> Option<u64> {
+    let rest = value.trim().split_once(", ")?.1;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let number = |text: &str, digits: usize| -> Option<u64> {
+        (text.len() == digits && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse().ok())
+            .flatten()
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
+    let (day, year) = (number(day, 2)?, number(year, 4)?);
+    let mut clock = time.split(':');
+    let (hour, minute, second) = (
+        number(clock.next()?, 2)?,
+        number(clock.next()?, 2)?,
+        number(clock.next()?, 2)?,
+    );
+    if clock.next().is_some() || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let year_of_era = y % 400;
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
 
 /// The headers a request made by an action body carries: [`ACTION_ID_HEADER`] and
 /// [`ACTION_TIMESTAMP_HEADER`], as `(name, value)` pairs any HTTP client can add.
@@ -127,6 +207,34 @@ mod tests {
         ] {
             assert!(!is_transient_status(status), "{status}");
         }
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_http_date("Wed, 02 Dec 2026 02:30:05 GMT"),
+            Some(1_796_178_605)
+        );
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 23:59:59 GMT"),
+            Some(951_868_799)
+        );
+        for unread in [
+            "",
+            "yesterday",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(unread), None, "{unread:?}");
+        }
+        assert_eq!(
+            server_time(Some("bad"), Some("Thu, 01 Jan 1970 00:00:01 GMT")),
+            Some(Timestamp(1_500))
+        );
+        assert_eq!(server_time(None, None), None);
     }
 
     #[test]

@@ -45,6 +45,29 @@ impl IdMinter {
         uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
     }
 
+    /// Lets the next id go back to `millis` if the last one is later: for a clock found to be
+    /// fast (see `SyncService::observe_server_time`), whose readings would otherwise hold
+    /// every id at its last, wrong, millisecond until the corrected clock caught up.
+    pub(crate) fn forget_after(&mut self, millis: u64) {
+        if self.last.is_some_and(|(last, _)| last > millis) {
+            self.last = None;
+        }
+    }
+
+    /// Makes every later id greater than `id` (an id minted earlier, perhaps by an earlier run
+    /// of the program whose clock was ahead): the queue is ordered by id, so a call made now
+    /// must not sort before calls already queued.
+    pub(crate) fn floor(&mut self, id: uuid::Uuid) {
+        let bits = id.as_u128();
+        let millis = u64::try_from(bits >> 80).unwrap_or(u64::MAX);
+        let rand_a = u64::try_from((bits >> 64) & 0xFFF).unwrap_or(0);
+        let rand_b = u64::try_from(bits & ((1 << 62) - 1)).unwrap_or(0);
+        let counter = (rand_a << 30) | (rand_b >> 32);
+        if self.last.is_none_or(|last| last < (millis, counter)) {
+            self.last = Some((millis, counter));
+        }
+    }
+
     /// Fresh randomness from the operating system: reseeds the tails and returns a counter
     /// start.
     fn reseed(&mut self) -> u64 {
@@ -82,6 +105,22 @@ mod tests {
             assert!(next > last, "{next} after {last}");
             last = next;
         }
+    }
+
+    #[test]
+    fn a_floor_keeps_later_ids_above_an_earlier_runs() {
+        let mut earlier = IdMinter::new();
+        let queued = earlier.mint(1_750_000_000_000 + 3_600_000);
+        for id in [queued, earlier.mint(1_750_000_000_000 + 3_600_000)] {
+            let mut restarted = IdMinter::new();
+            restarted.floor(id);
+            // The clock now reads an hour earlier than when `id` was minted.
+            let next = restarted.mint(1_750_000_000_000);
+            assert!(next > id, "{next} after {id}");
+        }
+        let mut fresh = IdMinter::new();
+        fresh.floor(uuid::Uuid::nil());
+        assert!(fresh.mint(1_750_000_000_000) > uuid::Uuid::nil());
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! [`apply_once_async`], is implemented for every `AppliedActions` and, with the `postgres`
 //! feature, for a `tokio-postgres` transaction (module `postgres`): the contract for servers that
 //! run as several instances on one database. [`ActionHeaders`] reads the id and timestamp
-//! from request headers, and with the `axum` feature is an axum extractor.
+//! from request headers, and with the `axum` feature is an axum extractor that also refuses
+//! timestamps the server cannot trust ([`TimestampPolicy`]: too far in its future, or
+//! expired); [`server_time_header`] tells clients the server's clock, by which they stamp
+//! actions.
 //!
 //! ```
 //! # #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
@@ -51,7 +54,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The header names, also here for server code (defined in [`crate::http`], which clients use).
-pub use crate::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER};
+pub use crate::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER, SERVER_TIME_HEADER};
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 pub use sqlite::{forget_applied_before, migrate};
 
@@ -427,8 +430,11 @@ where
 ///
 /// With the `axum` feature this is an extractor: a handler taking `ActionHeaders` answers
 /// `400 Bad Request` (with a JSON `{"error": "..."}` body saying which header is wrong) when
-/// the id is missing or is not a uuid, or the timestamp is not a number; a handler taking
-/// `Option<ActionHeaders>` accepts requests without an id.
+/// the id is missing or is not a uuid, or the timestamp is not a number, is further in the
+/// future than the server's clock allows or has expired ([`TimestampPolicy`], from the
+/// request's extensions or the default); a handler taking `Option<ActionHeaders>` accepts
+/// requests without an id. [`ActionHeaders::parse`] and `from_headers` only read: call
+/// [`ActionHeaders::validate`] on what they return.
 ///
 /// ```
 /// use sync_runtime::server::ActionHeaders;
@@ -476,6 +482,112 @@ impl ActionHeaders {
     }
 }
 
+/// Which action timestamps a server accepts: not later than its own clock plus
+/// [`max_ahead`](Self::max_ahead), not older than [`max_age`](Self::max_age).
+///
+/// Last-write-wins trusts the time a client says the user acted. One request stamped far in
+/// the future would win every conflict after it, for ever; a device whose clock is fast would
+/// win them until its clock catches up. Clients stamp by the server's clock (they learn the
+/// offset from [`SERVER_TIME_HEADER`] or `Date`), so an
+/// honest stamp is at most a round trip and a clock drift ahead: such a stamp is refused, not
+/// clamped, because a clamped stamp would still beat edits made after it. A stamp older than
+/// any client keeps a call queued ([`RetryPolicy::ttl`](crate::RetryPolicy::ttl), seven days
+/// by default) is refused as expired.
+///
+/// The [`ActionHeaders`] extractor (feature `axum`) checks [`TimestampPolicy::default`], or the
+/// policy found in the request's extensions (`.layer(Extension(policy))`); elsewhere, call
+/// [`ActionHeaders::validate`].
+///
+/// ```
+/// use sync_runtime::server::TimestampPolicy;
+/// use std::time::Duration;
+///
+/// let policy = TimestampPolicy { max_ahead: Duration::from_secs(30), ..TimestampPolicy::default() };
+/// assert_eq!(TimestampPolicy::default().max_ahead, Duration::from_secs(120));
+/// # let _ = policy;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampPolicy {
+    /// How far past the server's clock a timestamp may be: what a client's corrected clock can
+    /// be off by (a round trip, drift since the last answer). Default: 2 minutes.
+    pub max_ahead: core::time::Duration,
+    /// How old a timestamp may be: longer than clients keep a call queued. Default: 8 days
+    /// (the default [`RetryPolicy::ttl`](crate::RetryPolicy::ttl) of 7 days, plus a day).
+    pub max_age: core::time::Duration,
+}
+
+impl Default for TimestampPolicy {
+    fn default() -> Self {
+        Self {
+            max_ahead: core::time::Duration::from_secs(120),
+            max_age: core::time::Duration::from_secs(8 * 24 * 3600),
+        }
+    }
+}
+
+impl ActionHeaders {
+    /// Checks the timestamp (if any) against the server's clock `now` and `policy`: refused
+    /// if later than `now + max_ahead` or earlier than `now - max_age`. Nothing is applied
+    /// for a refused request, and the client, getting a `400`, moves the call to its dead
+    /// letters with the message.
+    ///
+    /// ```
+    /// use sync_runtime::server::{ActionHeaders, HeaderError, TimestampPolicy};
+    /// use sync_runtime::Timestamp;
+    ///
+    /// let now = Timestamp(1_700_000_000_000);
+    /// let sent = ActionHeaders::parse(Some("0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a"), Some("99999999999999"))
+    ///     .unwrap()
+    ///     .unwrap();
+    /// let refused = sent.validate(now, &TimestampPolicy::default()).unwrap_err();
+    /// assert!(matches!(refused, HeaderError::FutureTimestamp { .. }));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`HeaderError::FutureTimestamp`] or [`HeaderError::ExpiredTimestamp`].
+    pub fn validate(self, now: Timestamp, policy: &TimestampPolicy) -> Result<Self, HeaderError> {
+        let Some(timestamp) = self.timestamp else {
+            return Ok(self);
+        };
+        let latest = now.saturating_add(policy.max_ahead);
+        if timestamp > latest {
+            return Err(HeaderError::FutureTimestamp {
+                timestamp,
+                server_time: now,
+                ahead: timestamp.saturating_since(now),
+                max_ahead: policy.max_ahead,
+            });
+        }
+        let age = now.saturating_since(timestamp);
+        if age > policy.max_age {
+            return Err(HeaderError::ExpiredTimestamp {
+                timestamp,
+                age,
+                max_age: policy.max_age,
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// The response header carrying the server's clock: [`SERVER_TIME_HEADER`] and the
+/// milliseconds since the Unix epoch now. Add it to every answer (with axum, a `map_response` layer) so clients can stamp actions
+/// by the server's clock to the millisecond; without it they fall back to the `Date` header.
+///
+/// ```
+/// let (name, value) = sync_runtime::server::server_time_header();
+/// assert_eq!(name, "x-server-time");
+/// assert!(value.parse::<u64>().is_ok());
+/// ```
+pub fn server_time_header() -> (&'static str, String) {
+    use crate::Clock;
+    (
+        crate::http::SERVER_TIME_HEADER,
+        crate::SystemClock.now().as_millis().to_string(),
+    )
+}
+
 /// Why a request's action headers were refused. With the `axum` feature it is a
 /// `400 Bad Request` response with a JSON body `{"error": "<this error's message>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -495,6 +607,30 @@ pub enum HeaderError {
     BadTimestamp {
         /// What was sent.
         value: String,
+    },
+    /// The timestamp is later than the server's clock allows ([`TimestampPolicy::max_ahead`]):
+    /// the client's clock is wrong, or the stamp was made up.
+    #[error("the `{header}` header says the action happened at {timestamp}, {ahead:?} after the server's clock ({server_time}); at most {max_ahead:?} ahead is accepted: stamp actions by the server's clock (the `{server_header}` or `Date` response header)", header = crate::http::ACTION_TIMESTAMP_HEADER, server_header = crate::http::SERVER_TIME_HEADER)]
+    FutureTimestamp {
+        /// What was sent.
+        timestamp: Timestamp,
+        /// The server's clock.
+        server_time: Timestamp,
+        /// How far ahead of the server's clock it is.
+        ahead: core::time::Duration,
+        /// The most accepted.
+        max_ahead: core::time::Duration,
+    },
+    /// The timestamp is older than any client keeps a call queued
+    /// ([`TimestampPolicy::max_age`]).
+    #[error("the `{header}` header says the action happened at {timestamp}, {age:?} ago; actions older than {max_age:?} have expired", header = crate::http::ACTION_TIMESTAMP_HEADER)]
+    ExpiredTimestamp {
+        /// What was sent.
+        timestamp: Timestamp,
+        /// How old it is by the server's clock.
+        age: core::time::Duration,
+        /// The oldest accepted.
+        max_age: core::time::Duration,
     },
 }
 
@@ -590,8 +726,9 @@ pub mod postgres;
 
 #[cfg(all(feature = "axum", not(target_arch = "wasm32")))]
 mod axum_extractor {
-    use super::{ActionHeaders, HeaderError};
+    use super::{ActionHeaders, HeaderError, TimestampPolicy};
     use crate::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER};
+    use crate::{Clock, SystemClock};
     use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
     use axum_core::response::{IntoResponse, Response};
     use http::header::CONTENT_TYPE;
@@ -620,7 +757,9 @@ mod axum_extractor {
         type Rejection = HeaderError;
 
         async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HeaderError> {
-            ActionHeaders::from_headers(&parts.headers)?.ok_or(HeaderError::MissingId)
+            ActionHeaders::from_headers(&parts.headers)?
+                .ok_or(HeaderError::MissingId)
+                .and_then(|headers| checked(headers, parts))
         }
     }
 
@@ -628,8 +767,21 @@ mod axum_extractor {
         type Rejection = HeaderError;
 
         async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, HeaderError> {
-            ActionHeaders::from_headers(&parts.headers)
+            ActionHeaders::from_headers(&parts.headers)?
+                .map(|headers| checked(headers, parts))
+                .transpose()
         }
+    }
+
+    /// The timestamp checked against the system clock and the request's [`TimestampPolicy`]
+    /// extension, or the default policy.
+    fn checked(headers: ActionHeaders, parts: &Parts) -> Result<ActionHeaders, HeaderError> {
+        let policy = parts
+            .extensions
+            .get::<TimestampPolicy>()
+            .copied()
+            .unwrap_or_default();
+        headers.validate(SystemClock.now(), &policy)
     }
 
     impl IntoResponse for HeaderError {
@@ -756,6 +908,56 @@ mod tests {
         );
     }
 
+    #[test]
+    fn timestamps_from_the_future_or_too_old_are_refused_with_what_was_wrong() {
+        let now = Timestamp(1_700_000_000_000);
+        let policy = TimestampPolicy::default();
+        let sent = |millis: u64| ActionHeaders {
+            id: id(1),
+            timestamp: Some(Timestamp(millis)),
+        };
+        for fine in [now.0, now.0 + 120_000, now.0 - 8 * 24 * 3_600_000] {
+            assert_eq!(sent(fine).validate(now, &policy), Ok(sent(fine)));
+        }
+        let untimed = ActionHeaders {
+            id: id(1),
+            timestamp: None,
+        };
+        assert_eq!(untimed.validate(now, &policy), Ok(untimed));
+
+        let future = sent(99_999_999_999_999).validate(now, &policy).unwrap_err();
+        assert!(
+            matches!(future, HeaderError::FutureTimestamp { .. }),
+            "{future:?}"
+        );
+        let message = future.to_string();
+        assert!(
+            message.starts_with(
+                "the `x-action-timestamp` header says the action happened at 99999999999999ms"
+            ) && message.contains(
+                "after the server's clock (1700000000000ms); at most 120s ahead is accepted"
+            ),
+            "{message}"
+        );
+        let just_past = sent(now.0 + 120_001).validate(now, &policy).unwrap_err();
+        assert!(matches!(just_past, HeaderError::FutureTimestamp { .. }));
+
+        let old = sent(now.0 - 8 * 24 * 3_600_000 - 1)
+            .validate(now, &policy)
+            .unwrap_err();
+        assert!(
+            matches!(old, HeaderError::ExpiredTimestamp { .. }),
+            "{old:?}"
+        );
+        assert!(old.to_string().contains("have expired"), "{old}");
+
+        let strict = TimestampPolicy {
+            max_ahead: core::time::Duration::ZERO,
+            ..policy
+        };
+        assert!(sent(now.0 + 1).validate(now, &strict).is_err());
+    }
+
     #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
     mod sqlite {
         use super::*;
@@ -847,6 +1049,7 @@ mod tests {
     #[cfg(all(feature = "axum", not(target_arch = "wasm32")))]
     mod axum {
         use super::*;
+        use crate::Clock;
         use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
         use axum_core::response::IntoResponse;
 
@@ -870,12 +1073,14 @@ mod tests {
         #[test]
         fn the_extractor_reads_both_headers() {
             let uuid = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a";
-            let headers = extract(&[("Idempotency-Key", uuid), ("X-Action-Timestamp", "12")]);
+            let now = crate::SystemClock.now();
+            let sent = now.as_millis().to_string();
+            let headers = extract(&[("Idempotency-Key", uuid), ("X-Action-Timestamp", &sent)]);
             assert_eq!(
                 headers,
                 Ok(ActionHeaders {
                     id: uuid.parse().unwrap(),
-                    timestamp: Some(Timestamp(12))
+                    timestamp: Some(now)
                 })
             );
         }
@@ -889,6 +1094,42 @@ mod tests {
             assert_eq!(
                 response.headers()[http::header::CONTENT_TYPE],
                 "application/json"
+            );
+        }
+
+        #[test]
+        fn the_extractor_refuses_a_timestamp_from_the_future_by_the_policy_it_finds() {
+            let uuid = "0191e4a4-7d2a-7c3e-9a5b-1f2e3d4c5b6a";
+            let refused = extract(&[
+                ("idempotency-key", uuid),
+                ("x-action-timestamp", "99999999999999"),
+            ]);
+            assert!(
+                matches!(refused, Err(HeaderError::FutureTimestamp { .. })),
+                "{refused:?}"
+            );
+            assert_eq!(
+                refused.unwrap_err().into_response().status(),
+                http::StatusCode::BAD_REQUEST
+            );
+
+            let now = crate::SystemClock.now().as_millis();
+            let soon = (now + 60_000).to_string();
+            assert!(extract(&[("idempotency-key", uuid), ("x-action-timestamp", &soon)]).is_ok());
+            let mut strict = parts(&[("idempotency-key", uuid), ("x-action-timestamp", &soon)]);
+            strict.extensions.insert(TimestampPolicy {
+                max_ahead: core::time::Duration::from_secs(1),
+                ..TimestampPolicy::default()
+            });
+            let refused = futures::executor::block_on(
+                <ActionHeaders as OptionalFromRequestParts<()>>::from_request_parts(
+                    &mut strict,
+                    &(),
+                ),
+            );
+            assert!(
+                matches!(refused, Err(HeaderError::FutureTimestamp { .. })),
+                "{refused:?}"
             );
         }
 

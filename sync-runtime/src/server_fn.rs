@@ -31,7 +31,9 @@
 //!   the server function returned is permanent. Your own error types that implement
 //!   `FromServerFnError` classify the `ServerFnErrorErr` they wrap with [`is_transient`].
 
-use crate::http::{action_headers, is_transient_status, parse_retry_after};
+use crate::http::{
+    action_headers, is_transient_status, parse_retry_after, server_time, SERVER_TIME_HEADER,
+};
 use crate::{ActionContext, ClassifyError};
 use core::future::Future;
 use core::marker::PhantomData;
@@ -101,7 +103,11 @@ pub fn is_transient(error: &ServerFnErrorErr) -> bool {
 /// - turns a `408`, `425`, `429` or `5xx` answer without server_fn's error header (so not the
 ///   server function's own error) into `ServerFnErrorErr::Request`, which classifies as
 ///   transient, and passes its `Retry-After` on to the runtime
-///   ([`ActionContext::note_retry_after`]).
+///   ([`ActionContext::note_retry_after`]);
+/// - reports the server's clock from any other answer (the
+///   [`SERVER_TIME_HEADER`], else `Date`) with
+///   [`ActionContext::note_server_time`], so that actions are stamped by the server's clock
+///   even on a device whose clock is wrong.
 ///
 /// Requests made outside an action pass through untouched.
 pub struct OfflineClient<C = BrowserClient>(PhantomData<fn() -> C>);
@@ -130,6 +136,17 @@ where
         async move {
             let response = sent.await?;
             let status = ClientRes::<E>::status(&response);
+            if in_action && !is_transient_status(status) {
+                // An answer from the server itself (not a proxy standing in for it): its
+                // clock corrects the stamps of the next actions.
+                let server_time = server_time(
+                    response.answer_header(SERVER_TIME_HEADER).as_deref(),
+                    response.answer_header("date").as_deref(),
+                );
+                if let (Some(time), Some(cx)) = (server_time, ActionContext::current()) {
+                    cx.note_server_time(time);
+                }
+            }
             if !in_action
                 || !is_transient_status(status)
                 || response.answer_header(SERVER_FN_ERROR_HEADER).is_some()

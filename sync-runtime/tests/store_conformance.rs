@@ -53,6 +53,17 @@ mod sqlite {
     }
 
     #[test]
+    fn reopened_store_keeps_the_clock_offset_in_its_meta_table() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("offset.db");
+        block_on(open(&path).set_clock_offset(-3_600_000)).unwrap();
+        assert_eq!(
+            block_on(open(&path).clock_offset()).unwrap(),
+            Some(-3_600_000)
+        );
+    }
+
+    #[test]
     fn reopened_store_keeps_everything_in_order() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("restart.db");

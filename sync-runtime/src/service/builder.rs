@@ -157,6 +157,7 @@ impl SyncServiceBuilder {
             migrations: self.migrations,
             extensions: self.extensions,
             ids: Mutex::new(IdMinter::new()),
+            server_clock: Mutex::default(),
             rng: Mutex::new(
                 self.seed
                     .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),

@@ -19,7 +19,9 @@ impl SyncService {
         trace::call_routed(A::NAME, id, online);
         if online {
             let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
-            match context.clone().scope(A::server(params.clone())).await {
+            let outcome = context.clone().scope(A::server(params.clone())).await;
+            self.save_clock_offset().await;
+            match outcome {
                 Ok(output) => {
                     let answer =
                         (A::KIND == ActionKind::Query).then(|| serde_json::to_string(&output));
@@ -61,6 +63,7 @@ impl SyncService {
     async fn begin_call(&self) -> Result<(ActionId, Timestamp, bool), SyncError> {
         Registry::global()?;
         self.ensure_counts().await?;
+        self.load_clock_offset().await;
         let (id, timestamp) = self.new_id();
         Ok((id, timestamp, self.goes_online().await))
     }

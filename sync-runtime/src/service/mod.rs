@@ -2,7 +2,8 @@
 //!
 //! Each job has its own module: `builder` (configuring a service), `call` (routing one call
 //! online or to its local handler, and queueing it), `replay` (the replay loop, retries,
-//! backoff and the background driver), `dead_letters` (the queue and dead-letter API) and
+//! backoff and the background driver), `dead_letters` (the queue and dead-letter API),
+//! `server_clock` (the offset to the server's clock that stamps are corrected by) and
 //! `defaults` (the zero-configuration service of each platform). This module holds the
 //! service's state and what they share: status, reachability, ids.
 
@@ -33,6 +34,7 @@ mod call;
 mod dead_letters;
 mod defaults;
 mod replay;
+mod server_clock;
 
 pub use builder::SyncServiceBuilder;
 #[cfg(not(target_arch = "wasm32"))]
@@ -77,6 +79,7 @@ struct Inner {
     migrations: HashMap<String, Migration>,
     extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
     ids: Mutex<IdMinter>,
+    server_clock: Mutex<server_clock::ServerClock>,
     rng: Mutex<fastrand::Rng>,
     hub: StatusHub,
     replaying: AtomicBool,
@@ -239,7 +242,7 @@ impl SyncService {
     }
 
     fn new_id(&self) -> (ActionId, Timestamp) {
-        let millis = self.inner.clock.now().as_millis();
+        let millis = self.corrected_millis();
         let id = self
             .inner
             .ids
@@ -312,6 +315,11 @@ impl SyncService {
 
     async fn ensure_counts(&self) -> Result<(), SyncError> {
         if !self.inner.hub.counts_loaded() {
+            // First call of this service: its ids start above every id already queued (an
+            // earlier run's clock may have been ahead of this one's).
+            if let Some(last) = self.inner.store.last_queued_id().await? {
+                lock(&self.inner.ids).floor(last.0);
+            }
             self.refresh_status().await?;
         }
         Ok(())

@@ -248,7 +248,9 @@ impl SyncService {
             let attempt_number = head.retries.saturating_add(1);
             trace::replay_attempt(&head.name, head.id, attempt_number);
             let attempt = (registration.replay)(params, context.clone());
-            match catch_panic(attempt).await {
+            let outcome = catch_panic(attempt).await;
+            self.save_clock_offset().await;
+            match outcome {
                 Attempt::Done(json) => {
                     trace::replay_synced(&head.name, head.id, attempt_number);
                     self.mark_reachable();

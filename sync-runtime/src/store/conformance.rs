@@ -121,6 +121,7 @@ cases![
     writes_and_queue_change_together,
     unicode_and_large_values,
     saturated_timestamps_round_trip,
+    clock_offset_round_trips,
 ];
 
 /// A fresh store reads as empty.
@@ -1663,4 +1664,36 @@ async fn snapshot(store: &dyn Store, collections: &[&str]) -> Snapshot {
         counts: counts(store).await,
         collections: scanned,
     }
+}
+
+/// The server's clock offset reads back as last saved, negative or not, and batches leave it
+/// alone. A store that keeps no offset (the trait's default) reads `None` throughout.
+pub async fn clock_offset_round_trips(store: &dyn Store) {
+    assert_eq!(
+        store.clock_offset().await.unwrap(),
+        None,
+        "a fresh store has none"
+    );
+    store.set_clock_offset(-3_600_000).await.unwrap();
+    let kept = store.clock_offset().await.unwrap();
+    if kept.is_none() {
+        store.set_clock_offset(42).await.unwrap();
+        assert_eq!(
+            store.clock_offset().await.unwrap(),
+            None,
+            "kept none, then one"
+        );
+        return;
+    }
+    assert_eq!(kept, Some(-3_600_000));
+    store.set_clock_offset(1 << 40).await.unwrap();
+    let mut batch = Batch::new();
+    batch.writes.push(Write {
+        collection: "c".into(),
+        key: "k".into(),
+        value: Some("1".into()),
+        stamp: stamp(1, 1),
+    });
+    store.apply(batch).await.unwrap();
+    assert_eq!(store.clock_offset().await.unwrap(), Some(1 << 40));
 }

@@ -9,11 +9,12 @@
 //! | `records`      | `[collection, key]`    |                                                  |
 //! | `meta`         | out of line: a name    |                                                  |
 //!
-//! `meta` holds the last sequence numbers handed out (so none is ever reused) and the schema
-//! version. Every [`Store::apply`] is one readwrite transaction: it validates first, aborts
-//! on any error so nothing is half-written, and awaits nothing but IndexedDB requests while
-//! the transaction is open, because IndexedDB commits a transaction as soon as control
-//! returns to the event loop with no request pending.
+//! `meta` holds the last sequence numbers handed out (so none is ever reused), the schema
+//! version and the server's clock offset. Every [`Store::apply`] is one readwrite
+//! transaction: it validates first, aborts on any error so nothing is half-written, and
+//! awaits nothing but IndexedDB requests while the transaction is open, because IndexedDB
+//! commits a transaction as soon as control returns to the event loop with no request
+//! pending.
 
 use super::{
     Applied, Batch, Bury, Counts, DeadLetter, DeadReason, NewQueued, QueuedAction, Record,
@@ -36,6 +37,8 @@ const QUEUE: &str = "queue";
 const DEAD: &str = "dead_letters";
 const RECORDS: &str = "records";
 const META: &str = "meta";
+/// The `meta` key of the server's clock offset (see [`Store::clock_offset`]).
+const CLOCK_OFFSET: &str = "clock_offset";
 const BY_ID: &str = "by_id";
 const BY_QUERY: &str = "by_query";
 const LAST_SEQ: &str = "last_seq";
@@ -839,6 +842,43 @@ impl Store for IndexedDbStore {
                 dead: u64::from(dead),
             })
         }))
+    }
+
+    fn clock_offset(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        boxed(self.read(&[META], async move |tx: Tx| {
+            let key = JsValue::from_str(CLOCK_OFFSET);
+            let value = req("read the clock offset", tx.meta()?.get(key)).await?;
+            // Whole milliseconds well inside the range of an f64's exact integers.
+            Ok(value
+                .and_then(|v| v.as_f64())
+                .filter(|v| v.fract() == 0.0 && v.abs() <= MAX_SAFE_INTEGER as f64)
+                .map(|v| v as i64))
+        }))
+    }
+
+    fn set_clock_offset(&self, offset_millis: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        boxed(async move {
+            let (_db, transaction) = self
+                .transaction(&[META], TransactionMode::ReadWrite)
+                .await?;
+            let tx = Tx::new(&transaction, &[META])
+                .map_err(|e| idb_error("open the object stores", &e))?;
+            let saved = async {
+                let value = JsValue::from_f64(offset_millis as f64);
+                let key = JsValue::from_str(CLOCK_OFFSET);
+                req("save the clock offset", tx.meta()?.put(&value, Some(&key))).await
+            }
+            .await;
+            if let Err(fail) = saved {
+                let _ = transaction.abort().await;
+                return Err(fail.into_store_error(self));
+            }
+            match transaction.done().await {
+                Ok(TransactionResult::Committed) => Ok(()),
+                Ok(TransactionResult::Aborted) => Err(unexplained_abort().await),
+                Err(e) => Err(idb_error("commit", &e)),
+            }
+        })
     }
 }
 

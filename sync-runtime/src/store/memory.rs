@@ -21,6 +21,7 @@ struct State {
     queued_query_ids: HashMap<(String, String), ActionId>,
     dead: Vec<DeadLetter>,
     data: HashMap<String, BTreeMap<String, Record>>,
+    clock_offset: Option<i64>,
 }
 
 impl MemoryStore {
@@ -240,6 +241,11 @@ impl Store for MemoryStore {
         boxed(async move { Ok(page) })
     }
 
+    fn last_queued_id(&self) -> BoxFuture<'_, Result<Option<ActionId>, StoreError>> {
+        let last = self.lock().queue.keys().next_back().copied();
+        boxed(async move { Ok(last) })
+    }
+
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
         let dead = self.lock().dead.clone();
         boxed(async move { Ok(dead) })
@@ -252,5 +258,15 @@ impl Store for MemoryStore {
             dead: state.dead.len() as u64,
         };
         boxed(async move { Ok(counts) })
+    }
+
+    fn clock_offset(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        let offset = self.lock().clock_offset;
+        boxed(async move { Ok(offset) })
+    }
+
+    fn set_clock_offset(&self, offset_millis: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.lock().clock_offset = Some(offset_millis);
+        boxed(async { Ok(()) })
     }
 }

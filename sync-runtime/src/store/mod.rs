@@ -302,6 +302,20 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
     /// Counts queued actions and dead letters.
     fn counts(&self) -> BoxFuture<'_, Result<Counts, StoreError>>;
 
+    /// The greatest id in the queue, if any: a new service mints ids above it, so a call made
+    /// after a restart with a clock set back still sorts after the calls already queued.
+    ///
+    /// The default reads the whole queue; a backend with an index on ids answers from it.
+    fn last_queued_id(&self) -> BoxFuture<'_, Result<Option<ActionId>, StoreError>> {
+        crate::boxed(async move {
+            Ok(self
+                .queued(None, usize::MAX)
+                .await?
+                .last()
+                .map(|queued| queued.id))
+        })
+    }
+
     /// Moves the first queued row that cannot be read (edited or damaged outside this crate,
     /// so that [`queued`](Store::queued) fails on it) to the dead letters with
     /// [`DeadReason::Unreadable`], keeping what can be read of it, so the rest of the queue
@@ -326,5 +340,22 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
     /// each other. Default: `None`, for a store that only the service holding it can reach.
     fn replay_lock(&self) -> Option<Arc<dyn ReplayLock>> {
         None
+    }
+
+    /// The last saved difference between the server's clock and this device's, in
+    /// milliseconds (server minus device), or `None` if none was saved. The service stamps
+    /// actions with the device's time plus this offset, so a device whose clock is wrong
+    /// still orders its edits by the server's time after a restart, offline included.
+    ///
+    /// The default keeps nothing (`None`): the service then starts from no correction until
+    /// its first answer from the server.
+    fn clock_offset(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        crate::boxed(async { Ok(None) })
+    }
+
+    /// Saves the offset [`clock_offset`](Store::clock_offset) reads back. The default drops it.
+    fn set_clock_offset(&self, offset_millis: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = offset_millis;
+        crate::boxed(async { Ok(()) })
     }
 }

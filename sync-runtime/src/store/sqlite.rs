@@ -26,6 +26,9 @@ const SCHEMA_VERSION: i32 = 2;
 /// Stored in the `meta` table, a second check that a file with our application id is ours.
 const FORMAT: &str = "sync-runtime store";
 
+/// The `meta` key under which [`Store::set_clock_offset`] keeps the server's clock offset.
+const CLOCK_OFFSET_KEY: &str = "clock_offset";
+
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; a new file starts at 0.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2];
 
@@ -476,6 +479,20 @@ impl Store for SqliteStore {
         boxed(async move { self.set_aside(failed_at) })
     }
 
+    fn last_queued_id(&self) -> BoxFuture<'_, Result<Option<ActionId>, StoreError>> {
+        boxed(async move {
+            self.run("read the queue's last id", |connection| {
+                let last: Option<String> = connection
+                    .prepare_cached("SELECT id FROM queue ORDER BY id DESC LIMIT 1")?
+                    .query_row([], |row| row.get(0))
+                    .optional()?;
+                // A last id that is not one (a hand-edited row) sets no floor; reading the
+                // queue reports that row.
+                Ok(last.and_then(|id| id.parse().ok()))
+            })
+        })
+    }
+
     fn counts(&self) -> BoxFuture<'_, Result<Counts, StoreError>> {
         boxed(async move {
             self.run("count the queue", |connection| {
@@ -504,6 +521,36 @@ impl Store for SqliteStore {
     fn replay_lock(&self) -> Option<Arc<dyn ReplayLock>> {
         let lock = self.replay_lock.clone()?;
         Some(Arc::new(lock))
+    }
+
+    fn clock_offset(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        boxed(async move {
+            self.run("read the clock offset", |connection| {
+                let value: Option<String> = connection
+                    .query_row(
+                        "SELECT value FROM meta WHERE key = ?1",
+                        [CLOCK_OFFSET_KEY],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                // A value that does not read (edited outside this crate) is no offset: the
+                // next answer from the server sets a fresh one.
+                Ok(value.and_then(|text| text.parse().ok()))
+            })
+        })
+    }
+
+    fn set_clock_offset(&self, offset_millis: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        boxed(async move {
+            self.run("save the clock offset", |connection| {
+                connection.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![CLOCK_OFFSET_KEY, offset_millis.to_string()],
+                )?;
+                Ok(())
+            })
+        })
     }
 }
 

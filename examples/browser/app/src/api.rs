@@ -6,7 +6,7 @@ use crate::model::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
-use sync_runtime::http::parse_retry_after;
+use sync_runtime::http::{is_transient_status, parse_retry_after, server_time, SERVER_TIME_HEADER};
 use sync_runtime::ActionContext;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -85,6 +85,18 @@ async fn send(
         .map_err(|e| AppError::Network(describe(&e)))?
         .unchecked_into();
     let status = response.status();
+    let header = |name: &str| response.headers().get(name).ok().flatten();
+    if let Some(action) = action.filter(|_| !is_transient_status(status)) {
+        // An answer from the server itself: its clock corrects the stamps of the next
+        // actions, whatever this device's clock says.
+        let time = server_time(
+            header(SERVER_TIME_HEADER).as_deref(),
+            header("date").as_deref(),
+        );
+        if let Some(time) = time {
+            action.note_server_time(time);
+        }
+    }
     let retry_after = response
         .headers()
         .get("retry-after")
