@@ -103,6 +103,7 @@ cases![
     queue_in_action_id_order,
     seq_never_reused,
     queued_pages,
+    last_queued_id_is_the_greatest,
     same_id_enqueued_once,
     queries_deduplicated,
     complete_unknown_is_ok,
@@ -351,6 +352,31 @@ pub async fn queued_pages(store: &dyn Store) {
         Some(id(6)),
         "paging after 4 skips the completed 5"
     );
+}
+
+/// `last_queued_id` is the greatest id queued, whatever order they were queued in.
+pub async fn last_queued_id_is_the_greatest(store: &dyn Store) {
+    async fn last(store: &dyn Store) -> Option<ActionId> {
+        store
+            .last_queued_id()
+            .await
+            .unwrap_or_else(|e| panic!("last_queued_id failed: {e}"))
+    }
+    assert_eq!(last(store).await, None, "an empty queue has no last id");
+    for n in [5, 9, 2, 7] {
+        enqueue(store, mutation(n, "{}")).await;
+    }
+    assert_eq!(last(store).await, Some(id(9)), "the greatest of 5, 9, 2, 7");
+    complete(store, 9).await;
+    assert_eq!(
+        last(store).await,
+        Some(id(7)),
+        "after the greatest completed"
+    );
+    for n in [2, 5, 7] {
+        complete(store, n).await;
+    }
+    assert_eq!(last(store).await, None, "emptied");
 }
 
 /// Enqueueing an id that is already queued keeps the first and reports its id.

@@ -823,6 +823,24 @@ impl Store for IndexedDbStore {
         })
     }
 
+    fn last_queued_id(&self) -> BoxFuture<'_, Result<Option<ActionId>, StoreError>> {
+        boxed(self.read(&[QUEUE], async move |tx: Tx| {
+            // The last entry of the index on ids, read backwards: one record, not the queue.
+            let index = tx
+                .queue()?
+                .index(BY_ID)
+                .map_err(|e| Fail::Idb("open an index", e))?;
+            let last = req(
+                "read the queue's last id",
+                index.scan(None, Some(1), None, Some(rexie::Direction::Prev)),
+            )
+            .await?;
+            last.first()
+                .map(|(_, value)| decode_queued(value).map(|queued| queued.id))
+                .transpose()
+        }))
+    }
+
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
         boxed(self.read(&[DEAD], async move |tx: Tx| {
             let values = req("read the dead letters", tx.dead()?.get_all(None, None)).await?;
