@@ -8,12 +8,10 @@
 //                    (where offline.png and synced.png go) set, or their defaults in
 //                    $CARGO_TARGET_DIR or target/.
 import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
+import { eventually, log, runTests } from "../../e2e-harness.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const target = resolve(root, process.env.CARGO_TARGET_DIR ?? "target");
@@ -22,49 +20,6 @@ const DIST = process.env.BROWSER_EXAMPLE_DIST ?? join(target, "browser-example")
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SCREENSHOTS = process.env.BROWSER_EXAMPLE_SCREENSHOTS ?? join(target, "browser-e2e");
 const TENANT = "demo-shop"; // the one tenant the page shows (app/src/ui.rs)
-const STEP_TIMEOUT = 20_000;
-const WHOLE_RUN_TIMEOUT = 120_000;
-
-const started = Date.now();
-const log = (line) => console.log(`  [${((Date.now() - started) / 1000).toFixed(1)}s] ${line}`);
-
-/** Starts the example's server on a free loopback port; resolves with it and its address. */
-function startServer(db) {
-  const child = spawn(SERVER, ["--addr", "127.0.0.1:0", "--dist", DIST, "--db", db], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolvePromise, reject) => {
-    let output = "";
-    child.on("error", reject);
-    child.on("exit", (code) => reject(new Error(`the server exited (${code}) before listening`)));
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (chunk) => {
-      output += chunk;
-      const found = output.match(/listening on (http:\/\/\S+)/);
-      if (found) resolvePromise({ child, url: found[1] });
-    });
-  });
-}
-
-/** Waits until `check` returns a truthy value; fails with `what` and the last value seen. */
-async function eventually(what, check, timeout = STEP_TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what} (last seen: ${describe(last)})`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const describe = (value) => (value instanceof Error ? value.message : JSON.stringify(value));
 
 /** What the page shows: the indicator, the pending count, and the list. */
 function readPage(page) {
@@ -182,75 +137,11 @@ const tests = [
   ["offline adds survive a reload and sync once back online", offlineAddsSurviveAReloadAndSyncOnceOnline],
 ];
 
-let serverChild; // killed on every way out, the give-up timer's included
-
-async function main() {
-  mkdirSync(SCREENSHOTS, { recursive: true });
-  const scratch = mkdtempSync(join(tmpdir(), "browser-e2e-"));
-  const server = await startServer(join(scratch, "server.sqlite3"));
-  serverChild = server.child;
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // Without the background-networking flags, Chromium keeps trying to reach Google's
-    // services, which this machine refuses; everything the test needs is on 127.0.0.1.
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  let passed = 0;
-  let failed = 0;
-  try {
-    for (const [name, run] of tests) {
-      const context = await browser.newContext();
-      const page = await context.newPage();
-      const problems = [];
-      page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-      page.on("console", (message) => {
-        if (message.type() === "error") problems.push(`console: ${message.text()}`);
-      });
-      console.log(`test: ${name}`);
-      try {
-        await run({ context, page, url: server.url });
-        passed += 1;
-        console.log(`ok: ${name}`);
-      } catch (error) {
-        failed += 1;
-        console.log(`FAILED: ${name}\n  ${error.stack ?? error}`);
-        for (const problem of problems) console.log(`  ${problem}`);
-        await page.screenshot({ path: join(SCREENSHOTS, "failure.png"), fullPage: true }).catch(() => {});
-      }
-      await context.close();
-    }
-  } finally {
-    await browser.close();
-    server.child.kill("SIGTERM");
-    rmSync(scratch, { recursive: true, force: true });
-  }
-  console.log(`browser e2e took ${((Date.now() - started) / 1000).toFixed(1)}s`);
-  console.log(`e2e: ${passed} passed, ${failed} failed`);
-  return failed === 0;
-}
-
-const timer = setTimeout(() => {
-  console.log(`browser e2e: gave up after ${WHOLE_RUN_TIMEOUT / 1000}s`);
-  serverChild?.kill("SIGTERM");
-  process.exit(1);
-}, WHOLE_RUN_TIMEOUT);
-main().then(
-  (ok) => {
-    clearTimeout(timer);
-    process.exitCode = ok ? 0 : 1;
-  },
-  (error) => {
-    clearTimeout(timer);
-    console.log(`browser e2e: could not run: ${error.stack ?? error}`);
-    process.exitCode = 1;
-  },
-);
+runTests({
+  name: "browser e2e",
+  chromium,
+  executablePath: CHROMIUM,
+  server: { binary: SERVER, args: (db) => ["--addr", "127.0.0.1:0", "--dist", DIST, "--db", db] },
+  screenshots: SCREENSHOTS,
+  tests,
+});
