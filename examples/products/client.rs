@@ -1,4 +1,4 @@
-//! The client: four server actions made offline-first with `#[offline_action]`.
+//! The client: five server actions made offline-first with `#[offline_action]`.
 //!
 //! Each body is the online path: an HTTP request to the products server carrying the action
 //! id (the idempotency key) and the time the user acted, whose answer is written to the local
@@ -7,7 +7,9 @@
 //! carry the action's timestamp, so the store keeps, per product, the change the user made
 //! last.
 
-use crate::model::{invalid, CreateProduct, ErrorBody, NewProduct, PriceChange, Product};
+use crate::model::{
+    invalid, CreateProduct, ErrorBody, NewProduct, PriceChange, Product, StockDelivery,
+};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -157,6 +159,18 @@ async fn delete_product_locally(product_id: String) -> Result<(), AppError> {
     }
     products.delete(product_id).await?;
     Ok(())
+}
+
+/// Adds a delivery of `quantity` units to a product's stock; answers with the units in stock
+/// now. Not idempotent: the server counts each delivery once by its action id. It has no
+/// local handler (the stock is the server's to count): offline, it is queued and the caller
+/// gets `SyncError::Queued`.
+#[offline_action]
+pub async fn add_stock(product_id: String, quantity: i64) -> Result<i64, AppError> {
+    let cx = context()?;
+    let path = ["products", product_id.as_str(), "stock"];
+    let request = Api::of(&cx)?.request(&cx, Method::POST, &path)?;
+    send(request.json(&StockDelivery { quantity })).await
 }
 
 fn context() -> Result<ActionContext, AppError> {
