@@ -463,6 +463,8 @@ async fn run_schedule(seed: u64, steps: usize) -> Figures {
                 down_for -= 1;
             }
         }
+        // People act at a human pace, if a quick one: replays run in between.
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..20))).await;
         let d = rng.usize(0..CLIENTS);
         let step_started = Instant::now();
         let roll = rng.u8(0..100);
@@ -683,6 +685,16 @@ async fn check(seed: u64, devices: &[Device], data: &ServerData, figures: &mut F
                 .dead
                 .entry(letter.reason.as_str().to_owned())
                 .or_default() += 1;
+            if std::env::var_os("FAULT_DEBUG").is_some() {
+                eprintln!(
+                    "client {} dead letter {} {}: {} {}",
+                    device.index,
+                    letter.action.name,
+                    letter.action.params,
+                    letter.reason,
+                    letter.message
+                );
+            }
             let params: serde_json::Value =
                 serde_json::from_str(&letter.action.params).expect("json params");
             let code = |field: &str| params[field].as_i64().map(|c| c % CODE);
@@ -694,8 +706,10 @@ async fn check(seed: u64, devices: &[Device], data: &ServerData, figures: &mut F
                     .made
                     .iter()
                     .find(|m| {
+                        // The first delete of that product not placed yet.
                         m.kind == Kind::Delete
                             && Some(m.product_id.as_str()) == params["product_id"].as_str()
+                            && !dead.contains_key(&m.seq)
                     })
                     .map(|m| m.seq),
                 _ => None, // a list refresh given up on: a read, nothing to apply
@@ -715,8 +729,18 @@ async fn check(seed: u64, devices: &[Device], data: &ServerData, figures: &mut F
                 (Ok(()), None) => {
                     if !was_applied {
                         figures.lost += 1;
+                        let history: Vec<String> = devices
+                            .iter()
+                            .flat_map(|d| {
+                                d.made
+                                    .iter()
+                                    .filter(|m| m.product_id == made.product_id)
+                                    .map(move |m| format!("client {} {m:?}", d.index))
+                            })
+                            .collect();
                         eprintln!(
-                            "seed {seed}: client {} action {} ({:?} {}) was lost",
+                            "seed {seed}: client {} action {} ({:?} {}) was lost; the \
+                             product's history: {history:#?}",
                             device.index, made.seq, made.kind, made.product_id
                         );
                     }

@@ -15,12 +15,11 @@ use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use sync_runtime::store::SqliteStore;
 use sync_runtime::{
     http, offline_action, ActionContext, ActionKind, ClassifyError, Collection, ManualConnectivity,
-    RetryPolicy, Store, SyncError, SyncService, SyncStatus, TokioExecutor,
+    RetryPolicy, SyncError, SyncService, SyncStatus, TokioExecutor,
 };
 
 /// The local collection the actions keep products in, keyed by product id.
@@ -273,25 +272,14 @@ struct Api {
     http: reqwest::Client,
 }
 
-/// Each client's `Api`, found through the service an action runs in (its store identifies
-/// it). A real app, one client per process, would keep its `Api` in a `static`; this example
-/// runs two clients in one process.
-static APIS: Mutex<Vec<(Weak<dyn Store>, Api)>> = Mutex::new(Vec::new());
-
 impl Api {
+    /// The `Api` of the client an action runs in: each client's service carries its own (a
+    /// service extension, there before the service can replay anything at start-up).
     fn of(cx: &ActionContext) -> Result<Api, AppError> {
-        let store = cx.service().shared_store();
-        let apis = APIS.lock().unwrap_or_else(PoisonError::into_inner);
-        apis.iter()
-            .find(|(owner, _)| std::ptr::addr_eq(owner.as_ptr(), Arc::as_ptr(&store)))
-            .map(|(_, api)| api.clone())
+        cx.service()
+            .extension::<Api>()
+            .cloned()
             .ok_or_else(|| AppError::Invalid("this client has no server configured".into()))
-    }
-
-    fn register(service: &SyncService, api: Api) {
-        let mut apis = APIS.lock().unwrap_or_else(PoisonError::into_inner);
-        apis.retain(|(owner, _)| owner.strong_count() > 0);
-        apis.push((Arc::downgrade(&service.shared_store()), api));
     }
 
     /// A request to `path` (segments, each escaped) carrying the action's id and timestamp.
@@ -330,18 +318,6 @@ impl Client {
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let network = ManualConnectivity::new(true);
         let executor = TokioExecutor::current().ok_or("Client::open runs inside tokio")?;
-        let service = SyncService::builder()
-            .store(SqliteStore::open(database)?)
-            .connectivity(network.clone())
-            .executor(executor)
-            // Short waits between attempts, so the example's outage ends in a blink.
-            .retry_policy(RetryPolicy {
-                initial_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(250),
-                max_retries: 200,
-                ..RetryPolicy::default()
-            })
-            .build()?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))
@@ -353,7 +329,22 @@ impl Client {
             base: Url::parse(server_url)?,
             http,
         };
-        Api::register(&service, api);
+        let service = SyncService::builder()
+            .store(SqliteStore::open(database)?)
+            .connectivity(network.clone())
+            .executor(executor)
+            // Short waits between attempts, so the example's outage ends in a blink.
+            .retry_policy(RetryPolicy {
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(250),
+                max_retries: 200,
+                ..RetryPolicy::default()
+            })
+            // The server it talks to, for the actions' bodies. Given to the builder, not
+            // registered afterwards: the service replays what it finds queued as soon as it
+            // is built.
+            .extension(api)
+            .build()?;
         Ok(Self { service, network })
     }
 
