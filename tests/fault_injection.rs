@@ -411,6 +411,18 @@ impl Figures {
     }
 }
 
+/// The longest one step may take: a call makes at most one request, which the client gives
+/// up on after 5 s, and the proxy ends every connection within 10 s.
+const STEP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs one step of a schedule; a step that hangs fails the test, saying which.
+async fn within<T>(seed: u64, what: &str, step: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(STEP_LIMIT, step).await {
+        Ok(value) => value,
+        Err(_) => panic!("seed {seed}: {what} did not finish in {STEP_LIMIT:?}"),
+    }
+}
+
 /// Notes each device whose calls can now drain, and the lag of each that has drained.
 fn track_recovery(devices: &mut [Device], server_up: bool, figures: &mut Figures) {
     for device in devices.iter_mut() {
@@ -469,7 +481,7 @@ async fn run_schedule(seed: u64, steps: usize) -> Figures {
         let step_started = Instant::now();
         let roll = rng.u8(0..100);
         match roll {
-            0..=54 => devices[d].act(&mut rng).await,
+            0..=54 => within(seed, "an action", devices[d].act(&mut rng)).await,
             55..=64 => {
                 let device = &mut devices[d];
                 device.online = !device.online;
@@ -497,7 +509,8 @@ async fn run_schedule(seed: u64, steps: usize) -> Figures {
             72..=76 => proxy.set_fault_rate(FAULT_RATES[rng.usize(0..FAULT_RATES.len())]),
             77..=86 => {
                 // Whatever it answers (the server's list, or the local one): it is a read.
-                let _ = devices[d].client.call(get_products(TENANT.into())).await;
+                let read = devices[d].client.call(get_products(TENANT.into()));
+                let _ = within(seed, "a list read", read).await;
             }
             _ => tokio::time::sleep(Duration::from_millis(rng.u64(5..60))).await,
         }
