@@ -20,14 +20,16 @@
 //! timing, so a failing seed usually, not always, fails again.
 //!
 //! ```sh
-//! cargo test --test fault_injection -- --nocapture                 # CI: 3 seeds, about a minute
-//! FAULT_SEED=7 cargo test --test fault_injection -- --nocapture    # one seed
-//! FAULT_SOAK_SECONDS=600 cargo test --release --test fault_injection -- --nocapture  # soak
+//! cargo test --test fault_injection -- --nocapture      # CI: seeds 1-3, 250 steps each, ~25 s
+//! FAULT_SEED=7 cargo test --test fault_injection -- --nocapture             # one seed
+//! FAULT_SOAK_SECONDS=480 FAULT_STEPS=1000 FAULT_SEED=100 \
+//!     cargo test --test fault_injection -- --nocapture                     # the soak
 //! ```
 //!
 //! `FAULT_STEPS` sets the steps per schedule (default 250); the soak runs schedules with
-//! seeds from `FAULT_SEED` (default 1) upwards until its time is up. The figures go in
-//! `RELIABILITY.md`.
+//! seeds from `FAULT_SEED` (default 1) upwards until its time is up; `FAULT_DEBUG=1` prints
+//! each step and every dead letter. Each schedule prints a line of figures, and the run a
+//! total; a failure prints its seed. The figures go in `RELIABILITY.md`.
 #![cfg(unix)]
 
 // The example's own code, shared: this test uses part of it.
@@ -660,6 +662,21 @@ async fn check(seed: u64, devices: &[Device], data: &ServerData, figures: &mut F
     // Each client's actions in the order it made them.
     for (client, seqs) in order.iter().enumerate() {
         let out_of_order: Vec<_> = seqs.windows(2).filter(|w| w[0] >= w[1]).collect();
+        for pair in &out_of_order {
+            for seq in pair.iter() {
+                let made = devices[client].made.iter().find(|m| m.seq == *seq);
+                let logged =
+                    data.changes.iter().enumerate().find(|(_, (_, change))| {
+                        attribute(change, &owners, devices) == (client, *seq)
+                    });
+                eprintln!(
+                    "seed {seed}: client {client} action {seq}: made {made:?}; logged {logged:?}"
+                );
+            }
+        }
+        if !out_of_order.is_empty() {
+            eprintln!("seed {seed}: client {client}'s applied order: {seqs:?}");
+        }
         assert!(
             out_of_order.is_empty(),
             "seed {seed}: client {client}'s actions applied out of order: {out_of_order:?}"
