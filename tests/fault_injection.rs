@@ -314,6 +314,12 @@ impl Device {
             Ok(()) | Err(AppError::Sync(SyncError::Queued { .. })) => Ok(()),
             Err(error) => Err(error.to_string()),
         };
+        if let (Err(error), Some(_)) = (&taken, std::env::var_os("FAULT_DEBUG")) {
+            eprintln!(
+                "client {} refused its action {seq} ({kind:?} {product_id}): {error}",
+                self.index
+            );
+        }
         self.made.push(Made {
             seq,
             kind,
@@ -601,11 +607,18 @@ fn attribute(
         "price" => from_code(words[2]),
         "stock" => from_code(words[2]),
         "delete" => {
+            // An owner may delete a product twice, if it refused the first delete (a
+            // product its local store no longer held): the delete applied is the one taken.
             let (owner, product_id) = owners[words[1]];
-            let delete = devices[owner]
-                .made
-                .iter()
-                .find(|m| m.kind == Kind::Delete && m.product_id == product_id)
+            let deletes = || {
+                devices[owner]
+                    .made
+                    .iter()
+                    .filter(move |m| m.kind == Kind::Delete && m.product_id == product_id)
+            };
+            let delete = deletes()
+                .find(|m| m.taken.is_ok())
+                .or_else(|| deletes().next())
                 .unwrap_or_else(|| panic!("no delete of {product_id} made by its owner"));
             (owner, delete.seq)
         }
