@@ -20,9 +20,9 @@
 //! timing, so a failing seed usually, not always, fails again.
 //!
 //! ```sh
-//! cargo test --test fault_injection -- --nocapture      # CI: seeds 1-3, 250 steps each, ~25 s
+//! cargo test --test fault_injection -- --nocapture      # CI: seeds 1-3, 250 steps each, 15-25 s
 //! FAULT_SEED=7 cargo test --test fault_injection -- --nocapture             # one seed
-//! FAULT_SOAK_SECONDS=480 FAULT_STEPS=1000 FAULT_SEED=100 \
+//! FAULT_SOAK_SECONDS=300 FAULT_STEPS=1000 FAULT_SEED=200 \
 //!     cargo test --test fault_injection -- --nocapture                     # the soak
 //! ```
 //!
