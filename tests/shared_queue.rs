@@ -447,6 +447,71 @@ fn without_replay_lock_a_service_replays_regardless() {
 
 // ---- Two real processes --------------------------------------------------------------------
 
+/// A replay lock another holder has all along: it refuses every replay and counts the
+/// attempts. The first attempt takes a while, as a real lock's first use may.
+#[derive(Clone, Default)]
+struct HeldElsewhere {
+    attempts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ReplayLock for HeldElsewhere {
+    fn run_exclusive(
+        &self,
+        _work: sync_runtime::BoxFuture<'static, ()>,
+    ) -> sync_runtime::BoxFuture<'static, bool> {
+        let first = self
+            .attempts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0;
+        sync_runtime::boxed(async move {
+            if first {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        })
+    }
+}
+
+/// A call queued while the background driver is busy leaves it a trigger to serve. While
+/// another service holds the replay lock, nothing of this service's clears that trigger: the
+/// driver must serve it once and stop, not go round without end (which hogged a thread, and
+/// with two such services on a two-thread runtime starved the lock's holder for good).
+#[test]
+fn a_driver_refused_the_replay_lock_goes_round_once_not_forever() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let lock = HeldElsewhere::default();
+    let attempts = runtime.block_on(async {
+        let service = SyncService::builder()
+            .connectivity(ManualConnectivity::new(false))
+            .replay_lock(lock.clone())
+            .executor(TokioExecutor::current().unwrap())
+            .build()
+            .expect("service builds");
+        // The driver started with the service is in its first, slow, attempt.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let err = service.scope(record(0, 0)).await.unwrap_err();
+        assert!(
+            matches!(err, AppError::Sync(SyncError::Queued { .. })),
+            "{err}"
+        );
+        // Waited on another thread: a worker that never yields must not stall the wait.
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(500)))
+            .await
+            .unwrap();
+        lock.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    // A driver that never awaits would keep a worker busy: do not wait for it.
+    runtime.shutdown_background();
+    assert!(
+        attempts <= 3,
+        "the driver tried the lock {attempts} times in half a second"
+    );
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }

@@ -1,4 +1,4 @@
-//! The client: four server actions made offline-first with `#[offline_action]`.
+//! The client: five server actions made offline-first with `#[offline_action]`.
 //!
 //! Each body is the online path: an HTTP request to the products server carrying the action
 //! id (the idempotency key) and the time the user acted, whose answer is written to the local
@@ -7,19 +7,20 @@
 //! carry the action's timestamp, so the store keeps, per product, the change the user made
 //! last.
 
-use crate::model::{invalid, CreateProduct, ErrorBody, NewProduct, PriceChange, Product};
+use crate::model::{
+    invalid, CreateProduct, ErrorBody, NewProduct, PriceChange, Product, StockDelivery,
+};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use sync_runtime::store::SqliteStore;
 use sync_runtime::{
     http, offline_action, ActionContext, ActionKind, ClassifyError, Clock, Collection,
-    ManualConnectivity, RetryPolicy, Store, SyncError, SyncService, SyncStatus, SystemClock,
-    Timestamp, TokioExecutor,
+    ManualConnectivity, RetryPolicy, SyncError, SyncService, SyncStatus, SystemClock, Timestamp,
+    TokioExecutor,
 };
 
 /// The local collection the actions keep products in, keyed by product id.
@@ -160,6 +161,18 @@ async fn delete_product_locally(product_id: String) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Adds a delivery of `quantity` units to a product's stock; answers with the units in stock
+/// now. Not idempotent: the server counts each delivery once by its action id. It has no
+/// local handler (the stock is the server's to count): offline, it is queued and the caller
+/// gets `SyncError::Queued`.
+#[offline_action]
+pub async fn add_stock(product_id: String, quantity: i64) -> Result<i64, AppError> {
+    let cx = context()?;
+    let path = ["products", product_id.as_str(), "stock"];
+    let request = Api::of(&cx)?.request(&cx, Method::POST, &path)?;
+    send(request.json(&StockDelivery { quantity })).await
+}
+
 fn context() -> Result<ActionContext, AppError> {
     ActionContext::current()
         .ok_or_else(|| AppError::Invalid("the products actions run inside an action".into()))
@@ -285,25 +298,14 @@ struct Api {
     http: reqwest::Client,
 }
 
-/// Each client's `Api`, found through the service an action runs in (its store identifies
-/// it). A real app, one client per process, would keep its `Api` in a `static`; this example
-/// runs two clients in one process.
-static APIS: Mutex<Vec<(Weak<dyn Store>, Api)>> = Mutex::new(Vec::new());
-
 impl Api {
+    /// The `Api` of the client an action runs in: each client's service carries its own (a
+    /// service extension, there before the service can replay anything at start-up).
     fn of(cx: &ActionContext) -> Result<Api, AppError> {
-        let store = cx.service().shared_store();
-        let apis = APIS.lock().unwrap_or_else(PoisonError::into_inner);
-        apis.iter()
-            .find(|(owner, _)| std::ptr::addr_eq(owner.as_ptr(), Arc::as_ptr(&store)))
-            .map(|(_, api)| api.clone())
+        cx.service()
+            .extension::<Api>()
+            .cloned()
             .ok_or_else(|| AppError::Invalid("this client has no server configured".into()))
-    }
-
-    fn register(service: &SyncService, api: Api) {
-        let mut apis = APIS.lock().unwrap_or_else(PoisonError::into_inner);
-        apis.retain(|(owner, _)| owner.strong_count() > 0);
-        apis.push((Arc::downgrade(&service.shared_store()), api));
     }
 
     /// A request to `path` (segments, each escaped) carrying the action's id and timestamp.
@@ -351,6 +353,17 @@ impl Client {
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let network = ManualConnectivity::new(true);
         let executor = TokioExecutor::current().ok_or("Client::open runs inside tokio")?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            // A fresh connection per request: none outlives a server restart.
+            .pool_max_idle_per_host(0)
+            .build()?;
+        let api = Api {
+            base: Url::parse(server_url)?,
+            http,
+        };
         let service = SyncService::builder()
             .store(SqliteStore::open(database)?)
             .connectivity(network.clone())
@@ -363,19 +376,11 @@ impl Client {
                 max_retries: 200,
                 ..RetryPolicy::default()
             })
+            // The server it talks to, for the actions' bodies. Given to the builder, not
+            // registered afterwards: the service replays what it finds queued as soon as it
+            // is built.
+            .extension(api)
             .build()?;
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            // A fresh connection per request: none outlives a server restart.
-            .pool_max_idle_per_host(0)
-            .build()?;
-        let api = Api {
-            base: Url::parse(server_url)?,
-            http,
-        };
-        Api::register(&service, api);
         Ok(Self { service, network })
     }
 

@@ -21,14 +21,17 @@ mod model;
 mod pg_server;
 mod server;
 
-use client::{add_product, delete_product, get_products, update_price, Client, SkewedClock};
+use client::{
+    add_product, add_stock, delete_product, get_products, update_price, AppError, Client,
+    SkewedClock,
+};
 use model::{money, NewProduct, Product};
 use server::ProductServer;
 use std::collections::HashSet;
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
-use sync_runtime::{ActionKind, Clock};
+use sync_runtime::{ActionKind, Clock, SyncError};
 
 const TENANT: &str = "corner-cafe";
 const SYNC_LIMIT: Duration = Duration::from_secs(15);
@@ -111,6 +114,13 @@ async fn story() -> Result<bool, Box<dyn Error + Send + Sync>> {
     a.call(delete_product(tea.id.clone())).await?;
     let offline = a.call(get_products(TENANT.into())).await?;
     println!("   A: adds Croissant, Espresso -> 2.80, deletes Tea: answered from the local store");
+    // A delivery adds to the server's count: it has no local answer, only a place in the queue.
+    match a.call(add_stock(espresso.id.clone(), 12)).await {
+        Err(AppError::Sync(SyncError::Queued { .. })) => {
+            println!("   A: 12 Espresso delivered: queued, to be counted once by the server");
+        }
+        other => return Err(format!("a delivery made offline was not queued: {other:?}").into()),
+    }
     println!(
         "   A: get_products -> {} from the local store",
         names(&offline)

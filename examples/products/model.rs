@@ -49,6 +49,12 @@ pub struct PriceChange {
     pub price_cents: i64,
 }
 
+/// The body of `POST /products/{id}/stock`: units received, added to the product's stock.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StockDelivery {
+    pub quantity: i64,
+}
+
 /// The body of every error response: `{"error": "what is wrong"}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -5,7 +5,9 @@
 //! action is answered with the response recorded the first time, never applied twice. Price
 //! updates are last-write-wins by the time the user acted (the `x-action-timestamp` header):
 //! a product keeps the time of the change it last took, and an update made earlier than that
-//! is acknowledged, answered with the current product, and not applied. The `ActionHeaders`
+//! is acknowledged, answered with the current product, and not applied. A stock delivery
+//! adds to a counter, so it is not idempotent at all: only the action id keeps a replayed
+//! delivery from being counted twice. The `ActionHeaders`
 //! extractor refuses, with a 400 that says why, a timestamp more than two minutes ahead of the
 //! server's clock (one far-future stamp would otherwise win every later conflict) or older
 //! than the clients' time-to-live; every answer carries the server's clock (`x-server-time`),
@@ -15,12 +17,12 @@
 //! same database file, and can lose one response after committing, as a dropped connection
 //! would.
 
-use crate::model::{invalid, money, CreateProduct, ErrorBody, PriceChange, Product};
+use crate::model::{invalid, money, CreateProduct, ErrorBody, PriceChange, Product, StockDelivery};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -46,6 +48,11 @@ const SCHEMA: &str = "
         price_cents INTEGER NOT NULL,
         updated_at INTEGER NOT NULL, -- when the user behind the last applied change acted
         updated_by TEXT NOT NULL     -- that change's action id: breaks ties, as clients do
+    );
+    -- Units in stock per product: each delivery adds to it.
+    CREATE TABLE IF NOT EXISTS stock (
+        product_id TEXT PRIMARY KEY NOT NULL,
+        quantity INTEGER NOT NULL
     );
     -- What each applied action did, in the order the server applied them.
     CREATE TABLE IF NOT EXISTS changes (
@@ -157,6 +164,7 @@ impl ProductServer {
             .route("/products", get(list_products).post(add_product))
             .route("/products/{id}", axum::routing::delete(delete_product))
             .route("/products/{id}/price", put(update_price))
+            .route("/products/{id}/stock", post(add_stock))
             .with_state(Arc::clone(&self.shared))
             // Every answer carries the server's clock in milliseconds: clients stamp actions
             // by it, so a phone whose clock is wrong still orders edits by when users acted.
@@ -482,9 +490,45 @@ async fn delete_product(
                 return Err(ApiError::NotFound(format!("there is no product {id}")));
             };
             tx.execute("DELETE FROM products WHERE id = ?1", [&id])?;
+            tx.execute("DELETE FROM stock WHERE product_id = ?1", [&id])?;
             log(tx, action.id, format!("delete {}", current.name))?;
             Ok(())
         })
     })?;
     Ok(app.respond(StatusCode::NO_CONTENT, applied))
+}
+
+async fn add_stock(
+    State(app): State<Arc<Shared>>,
+    action: ActionHeaders,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let StockDelivery { quantity } = parse_body(&body)?;
+    if quantity <= 0 {
+        return Err(ApiError::BadRequest(format!(
+            "a delivery brings at least one unit (got {quantity})"
+        )));
+    }
+    let applied = app.write(|tx| {
+        apply_once(tx, action.id, |tx| {
+            let Some((current, _)) = find(tx, &id)? else {
+                return Err(ApiError::NotFound(format!("there is no product {id}")));
+            };
+            let total: i64 = tx.query_row(
+                "INSERT INTO stock (product_id, quantity) VALUES (?1, ?2)
+                 ON CONFLICT (product_id) DO UPDATE SET quantity = quantity + excluded.quantity
+                 RETURNING quantity",
+                params![id, quantity],
+                |row| row.get(0),
+            )?;
+            log(
+                tx,
+                action.id,
+                format!("stock {} +{quantity} -> {total}", current.name),
+            )?;
+            Ok(total)
+        })
+    })?;
+    Ok(app.respond(StatusCode::OK, applied))
 }

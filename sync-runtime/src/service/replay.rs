@@ -60,8 +60,12 @@ impl SyncService {
                 service.drive_replay(&*sleeper).await;
                 service.inner.driver_running.store(false, Ordering::SeqCst);
                 // A trigger that arrived while this driver was finishing saw it running and
-                // left the work to it: go round again rather than lose that trigger.
-                let wanted = service.inner.replay_again.load(Ordering::SeqCst);
+                // left the work to it: go round again rather than lose that trigger. Taken,
+                // not just read: only a replay that holds the replay lock clears the flag, so
+                // while another service holds it, a flag left set would send this loop round
+                // and round without ever awaiting, hogging a thread (and, on a one-thread
+                // runtime, starving the holder it waits for).
+                let wanted = service.inner.replay_again.swap(false, Ordering::SeqCst);
                 if !wanted || service.inner.driver_running.swap(true, Ordering::SeqCst) {
                     break;
                 }
