@@ -29,7 +29,7 @@ use model::{CreateProduct, Product};
 use std::time::Instant;
 use sync_runtime::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER};
 use sync_runtime::server::{apply_once_async, postgres, ActionHeaders, Applied};
-use sync_runtime::SyncError;
+use sync_runtime::{Clock, SyncError, SystemClock};
 use tokio_postgres::NoTls;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -169,7 +169,9 @@ async fn requests(http: &reqwest::Client, url: &str, count: usize) {
         let response = http
             .post(url)
             .header(ACTION_ID_HEADER, id.to_string())
-            .header(ACTION_TIMESTAMP_HEADER, "1700000000000")
+            // The time the user acted: now (the server refuses stamps from its future or
+            // older than the clients' time-to-live).
+            .header(ACTION_TIMESTAMP_HEADER, SystemClock.now().0.to_string())
             .json(&body)
             .send()
             .await
