@@ -63,7 +63,7 @@ impl<E: From<SyncError> + ClassifyError + core::fmt::Display + MaybeSend + 'stat
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot name an ordering scope",
     label = "`scope = ...` must evaluate to something that implements `Display` (a string, a number, an id)",
-    note = "the expression sees the arguments by reference; build a string from them, like `scope = format!(\"product:{}\", product.id)`"
+    note = "the expression sees the arguments by reference: name a field that is `Display`, like `scope = product.id`, or build a string with `format!`"
 )]
 pub trait ScopeKey {
     /// The scope's name.
