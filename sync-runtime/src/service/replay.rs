@@ -13,11 +13,12 @@ pub struct ReplayReport {
     pub synced: usize,
     /// Calls moved to the dead-letter store.
     pub dead_lettered: usize,
-    /// Transient failures (the head of the queue stays and waits).
+    /// Transient failures (the head of the failing call's scope stays and waits).
     pub retried: usize,
     /// Calls still queued.
     pub remaining: u64,
-    /// If the head of the queue is waiting for its backoff: when it may be tried again.
+    /// If the head of a scope is waiting for its backoff: the earliest time one of them may
+    /// be tried again ([`SyncStatus::waiting`] lists them all).
     pub next_attempt_at: Option<Timestamp>,
     /// Another replay was already running; this call did nothing (the running one goes round
     /// once more to pick up anything new). Also set with
@@ -126,8 +127,9 @@ impl SyncService {
         }
     }
 
-    /// Replays the queue now, in order, until it is empty, the head must wait for its
-    /// backoff, or the server is unreachable. Only one replay runs at a time.
+    /// Replays the queue now, each ordering scope in order, until every scope is empty or its
+    /// head must wait for its backoff, or the server is unreachable. Only one replay runs at a
+    /// time; within it, up to [`SyncServiceBuilder::replay_concurrency`] scopes run at once.
     pub async fn replay(&self) -> Result<ReplayReport, SyncError> {
         if self.inner.replaying.swap(true, Ordering::SeqCst) {
             self.inner.replay_again.store(true, Ordering::SeqCst);

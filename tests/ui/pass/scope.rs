@@ -28,6 +28,7 @@ impl ClassifyError for AppError {
 
 #[offline_action(scope = product_id)]
 pub async fn set_stock(product_id: String, count: u32) -> Result<u32, AppError> {
+    let _ = product_id;
     Ok(count)
 }
 
