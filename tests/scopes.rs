@@ -8,8 +8,8 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 use sync_runtime::store::DeadReason;
 use sync_runtime::{
-    offline_action, ClassifyError, Clock, ManualClock, ManualConnectivity, MemoryStore,
-    SyncError, SyncEvent, SyncService, Timestamp,
+    offline_action, ClassifyError, Clock, ManualClock, ManualConnectivity, MemoryStore, SyncError,
+    SyncEvent, SyncService, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +167,9 @@ fn a_scope_waiting_out_a_retry_after_does_not_hold_back_the_others() {
     assert_eq!(wait.retries, 1);
     assert_eq!(wait.next_attempt_at, resume_at);
     assert!(
-        wait.last_error.as_deref().is_some_and(|e| e.contains("503")),
+        wait.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("503")),
         "{wait:?}"
     );
 
@@ -194,7 +196,10 @@ fn without_scopes_every_call_waits_behind_the_head() {
     script("A", 0, Answer::Busy);
     net.set_online(true);
     let report = block_on(service.replay()).unwrap();
-    assert_eq!((report.synced, report.retried, report.remaining), (0, 1, 103));
+    assert_eq!(
+        (report.synced, report.retried, report.remaining),
+        (0, 1, 103)
+    );
     assert_eq!(applied(), []);
     let waiting = service.status().waiting;
     assert_eq!(waiting.len(), 1);
@@ -274,7 +279,11 @@ fn a_scope_chosen_at_run_time() {
     script("D", 0, Answer::Busy);
     net.set_online(true);
     block_on(service.replay()).unwrap();
-    assert_eq!(applied_to("D"), [1, 2], "the fast scope went past the slow one");
+    assert_eq!(
+        applied_to("D"),
+        [1, 2],
+        "the fast scope went past the slow one"
+    );
     clock.advance(Duration::from_secs(300));
     block_on(service.replay()).unwrap();
     assert_eq!(applied_to("D"), [1, 2, 0]);

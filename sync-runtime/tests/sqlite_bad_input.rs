@@ -380,17 +380,27 @@ fn a_version_1_file_is_upgraded_and_keeps_everything() {
     }
     // The upgraded rows are found through the index on (scope, id) too.
     let global = block_on(store.queued_in_scope("", None, 10)).expect("the global scope");
-    assert_eq!(global, queue, "the global scope holds the whole upgraded queue");
+    assert_eq!(
+        global, queue,
+        "the global scope holds the whole upgraded queue"
+    );
     let heads = block_on(store.scope_heads()).expect("scope heads");
     assert_eq!(
-        heads.iter().map(|q| (q.id, q.scope.as_str())).collect::<Vec<_>>(),
+        heads
+            .iter()
+            .map(|q| (q.id, q.scope.as_str()))
+            .collect::<Vec<_>>(),
         [(id(1), "")],
         "one scope, the global one"
     );
     let dead = block_on(store.dead_letters()).expect("dead letters");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].action.id, id(3));
-    assert_eq!(dead[0].scope(), "", "the dead letter is in the global scope");
+    assert_eq!(
+        dead[0].scope(),
+        "",
+        "the dead letter is in the global scope"
+    );
     assert_eq!(dead[0].message, "the server refused it");
     let record = block_on(store.get("products", "p1"))
         .expect("read")

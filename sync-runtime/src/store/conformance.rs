@@ -1519,10 +1519,22 @@ pub async fn scopes_keep_their_calls_in_id_order(store: &dyn Store) {
     assert_eq!(in_scope("product:1", None, 1).await, [id(1)], "limit");
     assert_eq!(in_scope("product:1", Some(1), 1).await, [id(5)], "after");
     assert_eq!(in_scope("product:1", Some(5), 10).await, [id(7)], "after");
-    assert_eq!(in_scope("product:1", Some(7), 10).await, none(), "after the last");
+    assert_eq!(
+        in_scope("product:1", Some(7), 10).await,
+        none(),
+        "after the last"
+    );
     assert_eq!(in_scope("product:1", None, 0).await, none(), "limit 0");
-    assert_eq!(in_scope("product", None, 10).await, none(), "a prefix is another scope");
-    assert_eq!(in_scope("nobody", None, 10).await, none(), "an unknown scope");
+    assert_eq!(
+        in_scope("product", None, 10).await,
+        none(),
+        "a prefix is another scope"
+    );
+    assert_eq!(
+        in_scope("nobody", None, 10).await,
+        none(),
+        "an unknown scope"
+    );
     let all = queue(store).await;
     assert_eq!(
         all.iter().map(|q| q.id).collect::<Vec<_>>(),
@@ -1553,7 +1565,11 @@ pub async fn scope_heads_follow_the_queue(store: &dyn Store) {
             .map(|(n, scope)| (id(*n), (*scope).to_owned()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(read_heads().await, expect(&[]), "an empty queue has no heads");
+    assert_eq!(
+        read_heads().await,
+        expect(&[]),
+        "an empty queue has no heads"
+    );
     for (n, scope) in [(3, "b"), (1, "a"), (2, "b"), (4, "a"), (5, "")] {
         enqueue(store, scoped(n, scope)).await;
     }

@@ -1207,7 +1207,6 @@ mod tests {
                 .to_owned(),
                 "INDEX queue_by_scope",
             ),
-
             (
                 "SELECT value FROM data WHERE collection = 'a' AND key = 'b'".to_owned(),
                 "INDEX sqlite_autoindex_data",
