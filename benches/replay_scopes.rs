@@ -27,12 +27,13 @@ mod model;
 mod server;
 
 use client::{AddProductAction, AddProductParams, Client};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use model::{CreateProduct, NewProduct, Product};
 use server::ProductServer;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sync_runtime::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER};
+use sync_runtime::SyncEvent;
 
 const SCOPES: usize = 8;
 
@@ -86,8 +87,10 @@ async fn queue_offline(
 }
 
 /// Brings the connection back and waits until the background replay has drained the queue.
-async fn replay(client: &Client) {
+/// Returns the transient failures replay met (each one makes its scope back off).
+async fn replay(client: &Client) -> Vec<String> {
     let mut status = client.service.subscribe();
+    let mut events = client.service.events();
     client.network.set_online(true);
     while let Some(now) = status.next().await {
         if now.pending == 0 && !now.syncing {
@@ -97,6 +100,13 @@ async fn replay(client: &Client) {
     let status = client.status().await.expect("status");
     assert_eq!(status.pending, 0, "the queue drained");
     assert_eq!(status.dead, 0, "nothing failed: {:?}", status.last_error);
+    let mut failures = Vec::new();
+    while let Some(Some(event)) = events.next().now_or_never() {
+        if let SyncEvent::Retrying { error, .. } = event {
+            failures.push(error);
+        }
+    }
+    failures
 }
 
 /// The same requests, made directly, one after another.
@@ -187,9 +197,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .pool_max_idle_per_host(0)
         .build()?;
 
+    let mut failures = Vec::new();
     // Warm up both paths.
     queue_offline(&client, "warm-up", 16).await;
-    replay(&client).await;
+    failures.extend(replay(&client).await);
     direct(&http, &url, "warm-up", 16).await;
 
     let mut made = HashMap::new();
@@ -201,7 +212,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         for step in 0..2 {
             let start = Instant::now();
             if (step == 0) == (round % 2 == 0) {
-                replay(&client).await;
+                failures.extend(replay(&client).await);
                 ours.push(start.elapsed().as_secs_f64());
             } else {
                 direct(&http, &url, &label, per_round).await;
@@ -228,6 +239,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             total(&ours),
             rounds * per_round,
             (rounds * per_round) as f64 / total(&ours)
+        );
+        for (round, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+            println!("  round {round}: replay {o:.3} s, direct {t:.3} s");
+        }
+        println!(
+            "  transient failures during replay: {} {:?}",
+            failures.len(),
+            failures.iter().take(3).collect::<Vec<_>>()
         );
         println!(
             "  => replay takes {:.3}x the direct time (total {:.3}x; median of per-round ratios, range {:.3}..{:.3}; goal <= 0.5x); each scope in order",

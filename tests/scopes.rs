@@ -347,3 +347,66 @@ async fn in_the_background_a_waiting_scope_resumes_by_itself() {
     );
     assert!(service.status().waiting.is_empty());
 }
+
+thread_local! {
+    /// Bodies of `slow_step` running now, and the most at once.
+    static IN_FLIGHT: RefCell<(usize, usize)> = const { RefCell::new((0, 0)) };
+}
+
+/// A request that takes a while, so replays of several scopes overlap.
+#[offline_action(scope = format!("job:{job}"), local = slow_step_locally)]
+pub async fn slow_step(job: u32, step: u32) -> Result<u32, AppError> {
+    IN_FLIGHT.with(|f| {
+        let mut f = f.borrow_mut();
+        f.0 += 1;
+        f.1 = f.1.max(f.0);
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    IN_FLIGHT.with(|f| f.borrow_mut().0 -= 1);
+    APPLIED.with(|a| a.borrow_mut().push((format!("job:{job}"), step)));
+    Ok(step)
+}
+
+async fn slow_step_locally(_job: u32, step: u32) -> Result<u32, AppError> {
+    Ok(step)
+}
+
+/// Up to `replay_concurrency` scopes replay at once, never two calls of one scope.
+async fn most_at_once(concurrency: usize) -> usize {
+    IN_FLIGHT.with(|f| *f.borrow_mut() = (0, 0));
+    APPLIED.with(|a| a.borrow_mut().clear());
+    let net = ManualConnectivity::new(false);
+    let service = SyncService::builder()
+        .store(MemoryStore::new())
+        .connectivity(net.clone())
+        .replay_concurrency(concurrency)
+        .build()
+        .unwrap();
+    service
+        .scope(async {
+            for step in 0..3 {
+                for job in 0..5 {
+                    slow_step(job, step).await.unwrap();
+                }
+            }
+        })
+        .await;
+    net.set_online(true);
+    let report = service.replay().await.unwrap();
+    assert_eq!(report.synced, 15);
+    for job in 0..5 {
+        assert_eq!(
+            applied_to(&format!("job:{job}")),
+            [0, 1, 2],
+            "job {job} in order"
+        );
+    }
+    IN_FLIGHT.with(|f| f.borrow().1)
+}
+
+#[tokio::test]
+async fn up_to_replay_concurrency_scopes_replay_at_once() {
+    assert_eq!(most_at_once(3).await, 3);
+    assert_eq!(most_at_once(8).await, 5, "one call per scope at a time");
+    assert_eq!(most_at_once(1).await, 1);
+}
