@@ -284,8 +284,9 @@ pub struct Counts {
 /// A storage backend.
 ///
 /// Implementations must make [`apply`](Store::apply) atomic, keep the queue ordered by
-/// [`QueuedAction::id`], never reuse a sequence number, and keep at most one queued query per
-/// (name, params), the latest. The shared conformance tests check all of this.
+/// [`QueuedAction::id`], never reuse a sequence number, keep at most one queued query per
+/// (name, params), the latest, and keep each call's ordering scope through burial and revival.
+/// The shared conformance tests check all of this.
 pub trait Store: MaybeSend + MaybeSync + 'static {
     /// Applies a batch of changes atomically.
     fn apply(&self, batch: Batch) -> BoxFuture<'_, Result<Applied, StoreError>>;
