@@ -109,6 +109,7 @@ fn fill(path: &Path, size: u64, raw: bool) {
                     params: params(n),
                     timestamp,
                     queued_at: timestamp,
+                    scope: String::new(),
                 });
                 store.apply(batch).await.expect("enqueue");
             }

@@ -163,6 +163,7 @@ impl Fixture {
             params: params.into(),
             timestamp: Timestamp(1_800_000_000_000),
             queued_at: Timestamp(1_800_000_000_000),
+            scope: String::new(),
         });
         block_on(self.service.store().apply(batch)).unwrap();
         id

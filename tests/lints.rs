@@ -138,7 +138,7 @@ pub mod catalog {
     ///
     /// # Errors
     /// When the server refuses.
-    #[offline_action(name = "catalog/tag", version = 2)]
+    #[offline_action(name = "catalog/tag", version = 2, scope = format!("product:{product_id}"))]
     pub async fn tag_product(
         product_id: u64,
         product_tags: &[Tag],
@@ -174,7 +174,7 @@ pub mod catalog {
     }
 
     /// A private action, used below so it is not dead code.
-    #[offline_action]
+    #[offline_action(scope = id)]
     async fn rename(id: u64, name: &str) -> Result<(), AppError> {
         if name.is_empty() {
             return Err(AppError::Rejected(format!("product {id} needs a name")));

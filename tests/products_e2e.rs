@@ -76,6 +76,7 @@ async fn enqueue(phone: &Client, name: &str, params: serde_json::Value) -> Actio
         params: params.to_string(),
         timestamp: SystemClock.now(),
         queued_at: SystemClock.now(),
+        scope: String::new(),
     });
     phone.service.store().apply(batch).await.unwrap();
     id

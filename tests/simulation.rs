@@ -4,7 +4,8 @@
 //! with the response lost) and permanently, and refuses stamps from its future.
 //!
 //! Afterwards every action the user made must be applied on the (idempotent) simulated server
-//! exactly once and in the order it was made, or sit in the dead-letter store with a reason;
+//! exactly once and in the order it was made (with ordering scopes, one per key: in the order
+//! it was made among the calls of its key), or sit in the dead-letter store with a reason;
 //! the local data must hold, at every moment, the last write by the time the user acted, and
 //! what the server holds for every key whose last write reached it; and after each answer from
 //! the server, the device's corrected clock must read the server's within a second.
@@ -119,6 +120,19 @@ pub async fn set_value(key: String, value: i64) -> Result<i64, AppError> {
     Ok(stored)
 }
 
+/// `set_value` with one ordering scope per key: the calls of a key stay in order, keys do not
+/// wait for each other.
+#[offline_action(scope = key, local = set_value_locally)]
+pub async fn set_value_by_key(key: String, value: i64) -> Result<i64, AppError> {
+    let context = note_id();
+    let stored = SERVER.with(|s| s.borrow_mut().handle(&context, &key, value))?;
+    context
+        .collection::<i64>("values")
+        .put(key, &stored)
+        .await?;
+    Ok(stored)
+}
+
 async fn set_value_locally(key: String, value: i64) -> Result<i64, AppError> {
     let context = note_id();
     context.collection::<i64>("values").put(key, &value).await?;
@@ -191,6 +205,8 @@ struct World<S: Storage> {
     /// Device clock minus server clock, in milliseconds.
     skew: i64,
     skew_changes: usize,
+    /// Calls go through `set_value_by_key`, one ordering scope per key.
+    scoped: bool,
 }
 
 fn policy() -> RetryPolicy {
@@ -203,7 +219,7 @@ fn policy() -> RetryPolicy {
 }
 
 impl<S: Storage> World<S> {
-    fn new(seed: u64, mut storage: S) -> Self {
+    fn new(seed: u64, mut storage: S, scoped: bool) -> Self {
         let clock = ManualClock::new(Timestamp(1_700_000_000_000));
         let net = ManualConnectivity::new(true);
         let service = Self::start(&mut storage, &clock, &net, seed);
@@ -224,6 +240,7 @@ impl<S: Storage> World<S> {
             skewed: seed % 2 == 1,
             skew: 0,
             skew_changes: 0,
+            scoped,
         }
     }
 
@@ -270,7 +287,11 @@ impl<S: Storage> World<S> {
         LAST_ID.with(|last| *last.borrow_mut() = None);
         let server_now = self.server_now();
         SERVER.with(|s| s.borrow_mut().now = server_now);
-        let result = block_on(self.service.scope(set_value(key.clone(), value)));
+        let result = if self.scoped {
+            block_on(self.service.scope(set_value_by_key(key.clone(), value)))
+        } else {
+            block_on(self.service.scope(set_value(key.clone(), value)))
+        };
         let (id, timestamp) = LAST_ID
             .with(|last| last.borrow_mut().take())
             .expect("the call ran");
@@ -449,17 +470,32 @@ impl<S: Storage> World<S> {
         // calls stamped after the device learnt the server's clock (the queue goes by stamp),
         // and across a restart, until the first answer, a clock set back an hour stamps an
         // hour early.
+        // With scopes, the calls of each key in the order they were made; keys may interleave.
         if !self.skewed {
-            let made: Vec<ActionId> = self
-                .calls
-                .iter()
-                .map(|c| c.id)
-                .filter(|id| applied_once.contains(id))
-                .collect();
-            assert_eq!(
-                log, made,
-                "seed {seed}: the server applied calls out of order"
-            );
+            let key_of: HashMap<ActionId, &str> =
+                self.calls.iter().map(|c| (c.id, c.key.as_str())).collect();
+            let lines: Vec<Option<&str>> = if self.scoped {
+                let mut keys: Vec<&str> = key_of.values().copied().collect();
+                keys.sort_unstable();
+                keys.dedup();
+                keys.into_iter().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            for line in lines {
+                let in_line = |id: &ActionId| line.is_none() || key_of.get(id).copied() == line;
+                let made: Vec<ActionId> = self
+                    .calls
+                    .iter()
+                    .map(|c| c.id)
+                    .filter(|id| applied_once.contains(id) && in_line(id))
+                    .collect();
+                let seen: Vec<ActionId> = log.iter().copied().filter(|id| in_line(id)).collect();
+                assert_eq!(
+                    seen, made,
+                    "seed {seed}: the server applied calls of {line:?} out of order"
+                );
+            }
         }
 
         // Local data agrees with the server wherever the key's last call reached the server.
@@ -484,8 +520,8 @@ impl<S: Storage> World<S> {
     }
 }
 
-fn run<S: Storage>(seed: u64, storage: S, steps: usize) -> (usize, usize, usize) {
-    let mut world = World::new(seed, storage);
+fn run<S: Storage>(seed: u64, storage: S, steps: usize, scoped: bool) -> (usize, usize, usize) {
+    let mut world = World::new(seed, storage, scoped);
     for _ in 0..steps {
         world.step();
         world.check_local_view(seed);
@@ -500,7 +536,7 @@ fn random_schedules_on_the_memory_store_lose_nothing_and_apply_once_in_order() {
     let schedules = 2_000;
     let (mut calls, mut restarts, mut skews) = (0, 0, 0);
     for seed in 0..schedules {
-        let (c, r, k) = run(seed, Memory(MemoryStore::new()), 80);
+        let (c, r, k) = run(seed, Memory(MemoryStore::new()), 80, false);
         calls += c;
         restarts += r;
         skews += k;
@@ -516,7 +552,7 @@ fn random_schedules_on_sqlite_with_reopens_lose_nothing_and_apply_once_in_order(
     let schedules = 500;
     let (mut calls, mut restarts, mut skews) = (0, 0, 0);
     for seed in 10_000..10_000 + schedules {
-        let (c, r, k) = run(seed, Sqlite::new(), 80);
+        let (c, r, k) = run(seed, Sqlite::new(), 80, false);
         calls += c;
         restarts += r;
         skews += k;
@@ -524,5 +560,35 @@ fn random_schedules_on_sqlite_with_reopens_lose_nothing_and_apply_once_in_order(
     assert!(
         calls > 10_000 && restarts > 1_000 && skews > 300,
         "the schedules exercise little: {calls} calls, {restarts} restarts, {skews} clock changes"
+    );
+}
+
+#[test]
+fn random_schedules_with_a_scope_per_key_keep_each_key_in_order_on_the_memory_store() {
+    let schedules = 800;
+    let (mut calls, mut restarts) = (0, 0);
+    for seed in 20_000..20_000 + schedules {
+        let (c, r, _) = run(seed, Memory(MemoryStore::new()), 80, true);
+        calls += c;
+        restarts += r;
+    }
+    assert!(
+        calls > 20_000 && restarts > 2_000,
+        "the schedules exercise little: {calls} calls, {restarts} restarts"
+    );
+}
+
+#[test]
+fn random_schedules_with_a_scope_per_key_keep_each_key_in_order_on_sqlite() {
+    let schedules = 150;
+    let (mut calls, mut restarts) = (0, 0);
+    for seed in 30_000..30_000 + schedules {
+        let (c, r, _) = run(seed, Sqlite::new(), 80, true);
+        calls += c;
+        restarts += r;
+    }
+    assert!(
+        calls > 3_000 && restarts > 300,
+        "the schedules exercise little: {calls} calls, {restarts} restarts"
     );
 }

@@ -1,5 +1,5 @@
 //! The attribute's arguments: `#[offline_action(name = "...", version = N, query, local = path,
-//! params = Ident, crate = path)]`.
+//! scope = expr, params = Ident, crate = path)]`.
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
@@ -10,7 +10,7 @@ use syn::{Expr, ExprLit, ExprPath, Ident, Lit, LitInt, LitStr, Path, Token};
 use crate::valid::Errors;
 
 /// The keys the attribute understands, in the order the documentation lists them.
-const KEYS: &str = "`name`, `version`, `query`, `local`, `params`, `crate`";
+const KEYS: &str = "`name`, `version`, `query`, `local`, `scope`, `params`, `crate`";
 
 /// The parsed attribute. Every field is `None` when its key was not given.
 #[derive(Default)]
@@ -23,6 +23,8 @@ pub(crate) struct Args {
     pub query: Option<Ident>,
     /// `local = path`: the user's offline handler.
     pub local: Option<Path>,
+    /// `scope = expr`: the ordering scope of a call, computed from its arguments.
+    pub scope: Option<Expr>,
     /// `params = Ident`: the name of the generated parameters struct.
     pub params: Option<Ident>,
     /// `crate = path`: where `sync_runtime` is, for crates that re-export it.
@@ -92,6 +94,7 @@ impl Args {
             "version" => self.version.is_some(),
             "query" => self.query.is_some(),
             "local" => self.local.is_some(),
+            "scope" => self.scope.is_some(),
             "params" => self.params.is_some(),
             "crate" => self.krate.is_some(),
             _ => {
@@ -112,6 +115,7 @@ impl Args {
             "version" => self.version = Some(version(key, value)?),
             "query" => self.query = Some(flag(key, value)?),
             "local" => self.local = Some(local(key, value)?),
+            "scope" => self.scope = Some(scope(key, value)?),
             "params" => self.params = Some(params(key, value)?),
             _ => self.krate = Some(krate(key, value)?),
         }
@@ -200,6 +204,26 @@ fn flag(key: &Ident, value: Option<Expr>) -> syn::Result<Ident> {
 fn local(key: &Ident, value: Option<Expr>) -> syn::Result<Path> {
     let message = "`local` takes the path of an `async fn`, like `local = add_product_locally`";
     plain_path(required(key, value, message)?, message)
+}
+
+/// `scope = expr`: an expression over the arguments. Only what syntax alone can rule out is
+/// refused here; the expression's type is checked where it is used.
+fn scope(key: &Ident, value: Option<Expr>) -> syn::Result<Expr> {
+    let message = "`scope` takes an expression over the arguments, like `scope = product_id` or `scope = format!(\"product:{product_id}\")`";
+    let expr = required(key, value, message)?;
+    match &expr {
+        Expr::Async(_) | Expr::Await(_) => Err(syn::Error::new_spanned(
+            &expr,
+            "the `scope` expression runs before the call, outside any `async` context: it cannot be `async` or `.await`",
+        )),
+        Expr::Return(_) | Expr::Break(_) | Expr::Continue(_) | Expr::Yield(_) => {
+            Err(syn::Error::new_spanned(
+                &expr,
+                "`scope` takes a value computed from the arguments, not control flow",
+            ))
+        }
+        _ => Ok(expr),
+    }
 }
 
 /// `params = Ident`: the name of the parameters struct.

@@ -106,6 +106,8 @@ struct Expansion<'a> {
     query: bool,
     /// The user's local handler (with a leading `Self` resolved for an associated fn).
     local: Option<TokenStream>,
+    /// `scope = expr`: the ordering scope, an expression over the arguments.
+    scope: Option<&'a syn::Expr>,
     /// The type whose `impl` block holds the function, for an associated fn.
     owner: Option<&'a Owner>,
     /// The parameters struct.
@@ -148,6 +150,7 @@ impl<'a> Expansion<'a> {
                 |version| LitInt::new(&version.value.to_string(), version.span),
             ),
             query: args.query.is_some(),
+            scope: args.scope.as_ref(),
             local: args.local.as_ref().map(|path| match owner {
                 Some(owner) => owner.resolve_self(path),
                 None => path.to_token_stream(),
@@ -397,6 +400,7 @@ impl<'a> Expansion<'a> {
         let arg_bounds = self.arg_bounds();
         let server = self.server();
         let local = self.local();
+        let scope = self.scope();
         quote! {
             #(#cfgs)*
             impl #private::Action for #action
@@ -413,6 +417,29 @@ impl<'a> Expansion<'a> {
                 type Error = <#output as #private::ActionResult>::Err;
                 #server
                 #local
+                #scope
+            }
+        }
+    }
+
+    /// `Action::scope`, for `scope = expr`: the expression, evaluated with each argument bound
+    /// by reference to its field of the parameters struct.
+    fn scope(&self) -> TokenStream {
+        let Some(expr) = self.scope else {
+            return TokenStream::new();
+        };
+        let params = &self.params;
+        let params_var = Ident::new("params", Span::mixed_site());
+        let fields = self.func.args().map(Arg::ident);
+        // Spanned at the expression, so a value that cannot name a scope is reported there.
+        let span = expr.span();
+        let private = self.private(span);
+        let key = quote_spanned!(span=> #private::scope_key(&(#expr)));
+        quote! {
+            fn scope(#params_var: &#params) -> ::std::string::String {
+                #[allow(unused_variables)]
+                let #params { #(#fields),* } = #params_var;
+                #key
             }
         }
     }

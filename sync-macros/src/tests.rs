@@ -404,6 +404,32 @@ pub async fn add(name: String) { todo!() }
 "#
 );
 
+expansion!(
+    scoped_mutation,
+    r#"
+#[offline_action(scope = format!("product:{product_id}"))]
+pub async fn set_stock(product_id: &str, count: u32) -> Result<(), AppError> {
+    api::put(product_id, count).await
+}
+"#
+);
+
+rejects!(
+    scope_errors,
+    r#"
+#[offline_action(scope, scope = async { 1 }, query = true)]
+pub async fn add(a: u8) -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    scope_return,
+    r#"
+#[offline_action(scope = return, version = 2)]
+pub async fn add(a: u8) -> Result<(), AppError> { todo!() }
+"#
+);
+
 rejects!(
     not_a_function,
     r#"

@@ -75,4 +75,16 @@ pub trait Action: 'static {
     fn local(
         params: Self::Params,
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + MaybeSend;
+
+    /// The ordering scope of a call with these parameters, `""` (the global scope) unless the
+    /// action declares one (`#[offline_action(scope = ...)]`).
+    ///
+    /// Queued calls of one scope replay one at a time, in the order they were made; calls of
+    /// different scopes replay independently, so one that waits (a backoff, a `Retry-After`)
+    /// holds back only its own scope. Calls of the global scope and of other scopes are not
+    /// ordered against each other either.
+    fn scope(params: &Self::Params) -> String {
+        let _ = params;
+        String::new()
+    }
 }

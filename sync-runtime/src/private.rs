@@ -59,6 +59,29 @@ impl<E: From<SyncError> + ClassifyError + core::fmt::Display + MaybeSend + 'stat
 {
 }
 
+/// What `scope = ...` may evaluate to: anything `Display`, whose text names the scope.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot name an ordering scope",
+    label = "`scope = ...` must evaluate to something that implements `Display` (a string, a number, an id)",
+    note = "the expression sees the arguments by reference: name a field that is `Display`, like `scope = product.id`, or build a string with `format!`"
+)]
+pub trait ScopeKey {
+    /// The scope's name.
+    fn scope_key(&self) -> String;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: core::fmt::Display + ?Sized> ScopeKey for T {
+    fn scope_key(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The ordering scope `scope = ...` evaluated to, as the queue stores it.
+pub fn scope_key<T: ScopeKey + ?Sized>(value: &T) -> String {
+    value.scope_key()
+}
+
 /// Splits an action's return type into its success and error types, so `Result` aliases work.
 ///
 /// No bounds here: what the two types must implement is checked once each, by

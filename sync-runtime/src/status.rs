@@ -1,8 +1,8 @@
 //! What a UI shows: how many changes wait, whether a sync is running, what went wrong; and the
 //! events behind it.
 
-use crate::store::DeadReason;
-use crate::ActionId;
+use crate::store::{DeadReason, QueuedAction};
+use crate::{ActionId, Timestamp};
 use futures_channel::mpsc;
 use std::sync::{Mutex, MutexGuard};
 
@@ -25,6 +25,41 @@ pub struct SyncStatus {
     pub online: bool,
     /// The most recent failure, cleared by the next success.
     pub last_error: Option<String>,
+    /// The ordering scopes whose head waits for its next attempt (after a transient failure,
+    /// or a `Retry-After`), in id order of their heads, as of the last replay. The calls of
+    /// other scopes replay meanwhile. Empty when nothing waits.
+    pub waiting: Vec<ScopeWait>,
+}
+
+/// An ordering scope whose head waits, for [`SyncStatus::waiting`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScopeWait {
+    /// The scope (`""`: the global scope).
+    pub scope: String,
+    /// The call at the head of the scope, which the rest of the scope waits behind.
+    pub id: ActionId,
+    /// Its action's name.
+    pub name: String,
+    /// Its failed attempts so far.
+    pub retries: u32,
+    /// When it will be tried again.
+    pub next_attempt_at: Timestamp,
+    /// Why its last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl ScopeWait {
+    pub(crate) fn of(head: &QueuedAction) -> Self {
+        ScopeWait {
+            scope: head.scope.clone(),
+            id: head.id,
+            name: head.name.clone(),
+            retries: head.retries,
+            next_attempt_at: head.next_attempt_at,
+            last_error: head.last_error.clone(),
+        }
+    }
 }
 
 /// Something that happened to a queued action.
@@ -51,6 +86,8 @@ pub enum SyncEvent {
         id: ActionId,
         /// The action's name.
         name: String,
+        /// The call's ordering scope (`""`: the global scope), whose later calls wait.
+        scope: String,
         /// Failed attempts so far.
         retries: u32,
         /// Why it failed.
@@ -62,6 +99,8 @@ pub enum SyncEvent {
         id: ActionId,
         /// The action's name.
         name: String,
+        /// The call's ordering scope (`""`: the global scope).
+        scope: String,
         /// Why.
         reason: DeadReason,
         /// What happened, in words.

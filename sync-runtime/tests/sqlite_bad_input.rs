@@ -376,10 +376,31 @@ fn a_version_1_file_is_upgraded_and_keeps_everything() {
             "{} counts its ttl from its timestamp",
             q.id
         );
+        assert_eq!(q.scope, "", "{} is in the global scope", q.id);
     }
+    // The upgraded rows are found through the index on (scope, id) too.
+    let global = block_on(store.queued_in_scope("", None, 10)).expect("the global scope");
+    assert_eq!(
+        global, queue,
+        "the global scope holds the whole upgraded queue"
+    );
+    let heads = block_on(store.scope_heads()).expect("scope heads");
+    assert_eq!(
+        heads
+            .iter()
+            .map(|q| (q.id, q.scope.as_str()))
+            .collect::<Vec<_>>(),
+        [(id(1), "")],
+        "one scope, the global one"
+    );
     let dead = block_on(store.dead_letters()).expect("dead letters");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].action.id, id(3));
+    assert_eq!(
+        dead[0].scope(),
+        "",
+        "the dead letter is in the global scope"
+    );
     assert_eq!(dead[0].message, "the server refused it");
     let record = block_on(store.get("products", "p1"))
         .expect("read")
@@ -402,6 +423,7 @@ fn a_version_1_file_is_upgraded_and_keeps_everything() {
         .expect("revived");
     assert_eq!(revived.queued_at, Timestamp(1_800_000_000_000));
     assert_eq!(revived.timestamp, Timestamp(1_700_000_000_003));
+    assert_eq!(revived.scope, "", "revived into the global scope");
     drop(store);
     let raw = rusqlite::Connection::open(&path).expect("open raw");
     let version: i64 = raw
@@ -590,6 +612,7 @@ fn mutation(n: u128) -> NewQueued {
         params: format!(r#"{{"n":{n}}}"#),
         timestamp: Timestamp(1_000 + n as u64),
         queued_at: Timestamp(1_000 + n as u64),
+        scope: String::new(),
     }
 }
 

@@ -333,6 +333,7 @@ mod sqlite {
             params: format!(r#"{{"n":{n}}}"#),
             timestamp: Timestamp(1_000 + n as u64),
             queued_at: Timestamp(1_000 + n as u64),
+            scope: String::new(),
         }
     }
 

@@ -294,6 +294,7 @@ async fn an_unknown_action_is_dead_lettered_and_replay_goes_on() {
             params: params.to_owned(),
             timestamp: Timestamp(js_sys::Date::now() as u64 + n),
             queued_at: Timestamp(js_sys::Date::now() as u64 + n),
+            scope: String::new(),
         });
         store.apply(batch).await.expect("enqueue");
     }
@@ -328,6 +329,7 @@ async fn only_one_tab_replays_at_a_time() {
         params: r#"{"n":7}"#.to_owned(),
         timestamp: Timestamp(js_sys::Date::now() as u64),
         queued_at: Timestamp(js_sys::Date::now() as u64),
+        scope: String::new(),
     });
     store.apply(batch).await.expect("enqueue");
     // Two tabs: two services, each with its own connection, sharing the default Web Lock.

@@ -51,6 +51,7 @@ fn mutation(n: u128) -> NewQueued {
         params: format!(r#"{{"n":{n}}}"#),
         timestamp: Timestamp(1_000 + n as u64),
         queued_at: Timestamp(1_000 + n as u64),
+        scope: String::new(),
     }
 }
 

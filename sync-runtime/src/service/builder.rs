@@ -11,10 +11,14 @@ pub struct SyncServiceBuilder {
     policy: RetryPolicy,
     executor: Option<Arc<dyn Executor>>,
     replay_lock: LockChoice,
+    replay_concurrency: usize,
     migrations: HashMap<String, Migration>,
     extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
     seed: Option<u64>,
 }
+
+/// How many ordering scopes replay at once unless the builder says otherwise.
+const DEFAULT_REPLAY_CONCURRENCY: usize = 4;
 
 /// Which replay lock a builder was told to use.
 pub(super) enum LockChoice {
@@ -42,6 +46,7 @@ impl SyncService {
             policy: RetryPolicy::default(),
             executor: None,
             replay_lock: LockChoice::Default,
+            replay_concurrency: DEFAULT_REPLAY_CONCURRENCY,
             migrations: HashMap::new(),
             extensions: HashMap::new(),
             seed: None,
@@ -108,6 +113,17 @@ impl SyncServiceBuilder {
         self
     }
 
+    /// How many ordering scopes replay at once (default 4; 0 counts as 1). Calls of one scope
+    /// always replay one at a time, in the order the user made them; calls of different scopes
+    /// run concurrently within the replay task, so the server sees up to this many requests
+    /// at once. Set 1 if action bodies block the thread (synchronous database or HTTP code),
+    /// or the server must see one request at a time: scopes still do not wait for each other's
+    /// backoff, they just take turns.
+    pub fn replay_concurrency(mut self, scopes: usize) -> Self {
+        self.replay_concurrency = scopes.max(1);
+        self
+    }
+
     /// Seeds the jitter's random numbers, for reproducible tests.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -154,6 +170,7 @@ impl SyncServiceBuilder {
             policy: self.policy,
             executor: self.executor,
             replay_lock,
+            replay_concurrency: self.replay_concurrency,
             migrations: self.migrations,
             extensions: self.extensions,
             ids: Mutex::new(IdMinter::new()),

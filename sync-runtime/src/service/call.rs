@@ -13,6 +13,35 @@ impl SyncService {
         &self,
         params: A::Params,
     ) -> Result<A::Output, A::Error> {
+        let scope = A::scope(&params);
+        self.execute_action_in_scope::<A>(params, scope).await
+    }
+
+    /// Runs one call of action `A` as [`execute_action`](Self::execute_action) does, queueing
+    /// it (if it is queued) in the ordering scope `scope` instead of the one `A` declares.
+    ///
+    /// For a scope known only at run time. Queued calls of one scope replay one at a time in
+    /// the order they were made; scopes replay independently of each other, and `""` is the
+    /// global scope.
+    ///
+    /// ```
+    /// # use sync_runtime::{offline_action, SyncError, SyncService};
+    /// # #[offline_action]
+    /// # async fn rename(item: String, name: String) -> Result<(), SyncError> { Ok(()) }
+    /// # async fn example(service: SyncService) -> Result<(), SyncError> {
+    /// let params = RenameParams { item: "item-7".into(), name: "Lamp".into() };
+    /// service
+    ///     .execute_action_in_scope::<RenameAction>(params, "item:item-7")
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn execute_action_in_scope<A: Action>(
+        &self,
+        params: A::Params,
+        scope: impl Into<String>,
+    ) -> Result<A::Output, A::Error> {
+        let scope = scope.into();
         let params_json = canonical_json(&params)
             .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
         let (id, timestamp, online) = self.begin_call().await?;
@@ -52,6 +81,7 @@ impl SyncService {
                 params: params_json,
                 timestamp,
                 queued_at: self.inner.clock.now(),
+                scope,
             };
             self.queue_call(&context, call, result.is_ok()).await?;
         }

@@ -55,6 +55,7 @@ impl SyncService {
             self.inner.hub.emit(SyncEvent::DeadLettered {
                 id: dead.action.id,
                 name: dead.action.name.clone(),
+                scope: dead.action.scope.clone(),
                 reason: dead.reason,
                 message: dead.message.clone(),
             });

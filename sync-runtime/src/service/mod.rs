@@ -76,6 +76,8 @@ struct Inner {
     policy: RetryPolicy,
     executor: Option<Arc<dyn Executor>>,
     replay_lock: Option<Arc<dyn ReplayLock>>,
+    /// How many ordering scopes replay at once.
+    replay_concurrency: usize,
     migrations: HashMap<String, Migration>,
     extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
     ids: Mutex<IdMinter>,

@@ -1,6 +1,9 @@
 //! Replay: the queue in order, retries with backoff, dead letters, the background driver.
 
 use super::*;
+use crate::status::ScopeWait;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashSet;
 
 /// What one [`SyncService::replay`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -10,11 +13,12 @@ pub struct ReplayReport {
     pub synced: usize,
     /// Calls moved to the dead-letter store.
     pub dead_lettered: usize,
-    /// Transient failures (the head of the queue stays and waits).
+    /// Transient failures (the head of the failing call's scope stays and waits).
     pub retried: usize,
     /// Calls still queued.
     pub remaining: u64,
-    /// If the head of the queue is waiting for its backoff: when it may be tried again.
+    /// If the head of a scope is waiting for its backoff: the earliest time one of them may
+    /// be tried again ([`SyncStatus::waiting`] lists them all).
     pub next_attempt_at: Option<Timestamp>,
     /// Another replay was already running; this call did nothing (the running one goes round
     /// once more to pick up anything new). Also set with
@@ -123,8 +127,9 @@ impl SyncService {
         }
     }
 
-    /// Replays the queue now, in order, until it is empty, the head must wait for its
-    /// backoff, or the server is unreachable. Only one replay runs at a time.
+    /// Replays the queue now, each ordering scope in order, until every scope is empty or its
+    /// head must wait for its backoff, or the server is unreachable. Only one replay runs at a
+    /// time; within it, up to [`SyncServiceBuilder::replay_concurrency`] scopes run at once.
     pub async fn replay(&self) -> Result<ReplayReport, SyncError> {
         if self.inner.replaying.swap(true, Ordering::SeqCst) {
             self.inner.replay_again.store(true, Ordering::SeqCst);
@@ -198,10 +203,125 @@ impl SyncService {
         Ok(report)
     }
 
+    /// One pass over the queue: each ordering scope whose head is due replays on its own, up
+    /// to [`SyncServiceBuilder::replay_concurrency`] scopes at once, each in id order. A scope
+    /// whose head must wait leaves the others going. Ends when every scope is empty or waits,
+    /// the connection is down, or the store fails.
     async fn replay_pass(&self, report: &mut ReplayReport) -> Result<Stop, SyncError> {
         let registry = Registry::global()?;
+        let limit = self.inner.replay_concurrency.max(1);
+        let mut workers = FuturesUnordered::new();
+        let mut running: HashSet<String> = HashSet::new();
+        // Scopes tried in this pass: a reconnection lets each scope's head go at once, once.
+        let mut tried: HashSet<String> = HashSet::new();
+        // Scopes whose last run in this pass did nothing (a head that went away meanwhile):
+        // not started again, so a store that lists a head it then cannot read cannot spin.
+        let mut stalled: HashSet<String> = HashSet::new();
+        let mut reconnected = false;
+        let mut offline = false;
+        let mut failure: Option<SyncError> = None;
         loop {
-            let Some(head) = self.inner.store.queued(None, 1).await?.into_iter().next() else {
+            let mut waiting = Vec::new();
+            if failure.is_none() && !offline {
+                match self.inner.store.scope_heads().await {
+                    Ok(heads) => {
+                        if self.inner.reconnected.swap(false, Ordering::SeqCst) {
+                            reconnected = true;
+                            tried.clear();
+                        }
+                        let now = self.inner.clock.now();
+                        for head in heads {
+                            if running.contains(&head.scope) {
+                                continue;
+                            }
+                            if stalled.contains(&head.scope) {
+                                waiting.push(head);
+                                continue;
+                            }
+                            let forced = reconnected && !tried.contains(&head.scope);
+                            let expired =
+                                now.saturating_since(head.queued_at) > self.inner.policy.ttl;
+                            if head.next_attempt_at > now && !forced && !expired {
+                                waiting.push(head);
+                            } else if workers.len() < limit {
+                                tried.insert(head.scope.clone());
+                                running.insert(head.scope.clone());
+                                workers.push(self.replay_scope(registry, head.scope, forced));
+                            }
+                        }
+                    }
+                    Err(error) => failure = Some(error.into()),
+                }
+            }
+            let Some((scope, outcome)) = workers.next().await else {
+                if let Some(error) = failure {
+                    return Err(error);
+                }
+                if offline {
+                    return Ok(Stop::Offline);
+                }
+                let next = waiting.iter().map(|head| head.next_attempt_at).min();
+                self.inner
+                    .hub
+                    .update(|s| s.waiting = waiting.iter().map(ScopeWait::of).collect());
+                return Ok(match next {
+                    Some(at) => Stop::Waiting(at),
+                    None => Stop::Empty,
+                });
+            };
+            running.remove(&scope);
+            let (stop, counts) = outcome;
+            if counts.synced + counts.dead_lettered + counts.retried == 0 {
+                stalled.insert(scope);
+            }
+            report.synced += counts.synced;
+            report.dead_lettered += counts.dead_lettered;
+            report.retried += counts.retried;
+            match stop {
+                Ok(Stop::Offline) => offline = true,
+                Ok(Stop::Empty | Stop::Waiting(_)) => {}
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+    }
+
+    /// Replays the calls of one ordering scope in id order until the scope is empty, its head
+    /// must wait, or the connection is down. `forced`: the head goes at once, whatever its
+    /// backoff (the connection came back since it was scheduled).
+    async fn replay_scope(
+        &self,
+        registry: &Registry,
+        scope: String,
+        forced: bool,
+    ) -> (String, (Result<Stop, SyncError>, ReplayReport)) {
+        let mut report = ReplayReport::default();
+        let stop = self
+            .replay_scope_calls(registry, &scope, forced, &mut report)
+            .await;
+        (scope, (stop, report))
+    }
+
+    async fn replay_scope_calls(
+        &self,
+        registry: &Registry,
+        scope: &str,
+        mut forced: bool,
+        report: &mut ReplayReport,
+    ) -> Result<Stop, SyncError> {
+        loop {
+            let Some(head) = self
+                .inner
+                .store
+                .queued_in_scope(scope, None, 1)
+                .await?
+                .into_iter()
+                .next()
+            else {
+                self.inner
+                    .hub
+                    .update(|s| s.waiting.retain(|wait| wait.scope != scope));
                 return Ok(Stop::Empty);
             };
             let now = self.inner.clock.now();
@@ -214,14 +334,11 @@ impl SyncService {
                     .await?;
                 continue;
             }
-            // Once after the connection came back, the head goes at once: the backoff it got
-            // while the connection was down says nothing about the connection now.
-            if head.next_attempt_at > now && !self.inner.reconnected.swap(false, Ordering::SeqCst) {
+            if head.next_attempt_at > now && !forced {
                 return Ok(Stop::Waiting(head.next_attempt_at));
             }
-            // Whatever comes next uses the connection as it is now: a reconnection seen before
-            // this attempt must not cut the backoff this attempt may earn.
-            self.inner.reconnected.store(false, Ordering::SeqCst);
+            // Only the first head goes at once: the backoff this attempt may earn stands.
+            forced = false;
             if !self.inner.connectivity.is_online() {
                 return Ok(Stop::Offline);
             }
@@ -270,9 +387,10 @@ impl SyncService {
                     }
                     batch.complete = Some(head.id);
                     self.inner.store.apply(batch).await?;
-                    self.inner
-                        .hub
-                        .update(|s| s.pending = s.pending.saturating_sub(1));
+                    self.inner.hub.update(|s| {
+                        s.pending = s.pending.saturating_sub(1);
+                        s.waiting.retain(|wait| wait.id != head.id);
+                    });
                     self.inner.hub.emit(SyncEvent::Synced {
                         id: head.id,
                         name: head.name.clone(),
@@ -314,9 +432,20 @@ impl SyncService {
                         last_error: message.clone(),
                     });
                     self.inner.store.apply(batch).await?;
+                    let wait = ScopeWait {
+                        retries,
+                        next_attempt_at,
+                        last_error: Some(message.clone()),
+                        ..ScopeWait::of(&head)
+                    };
+                    self.inner.hub.update(|s| {
+                        s.waiting.retain(|waiting| waiting.scope != wait.scope);
+                        s.waiting.push(wait);
+                    });
                     self.inner.hub.emit(SyncEvent::Retrying {
                         id: head.id,
                         name: head.name.clone(),
+                        scope: head.scope.clone(),
                         retries,
                         error: message,
                     });
@@ -376,10 +505,12 @@ impl SyncService {
             s.pending = s.pending.saturating_sub(1);
             s.dead += 1;
             s.last_error = Some(message.clone());
+            s.waiting.retain(|wait| wait.id != head.id);
         });
         self.inner.hub.emit(SyncEvent::DeadLettered {
             id: head.id,
             name: head.name.clone(),
+            scope: head.scope.clone(),
             reason,
             message,
         });

@@ -2,7 +2,8 @@
 //!
 //! The in-memory store ([`MemoryStore`](super::MemoryStore)) is the reference; these cases
 //! pin down what the rest of the runtime relies on: the queue's order and sequence numbers,
-//! query dedupe, retries and dead letters, atomic batches, last-write-wins, and reads.
+//! query dedupe, retries and dead letters, atomic batches, last-write-wins, reads, and the
+//! queue read by ordering scope.
 //!
 //! Each case takes a fresh, empty store and panics with a message saying what differed, so it
 //! drops into any test harness. The cases use only the [`Store`] trait: no executor, threads
@@ -123,6 +124,9 @@ cases![
     unicode_and_large_values,
     saturated_timestamps_round_trip,
     clock_offset_round_trips,
+    scopes_keep_their_calls_in_id_order,
+    scope_heads_follow_the_queue,
+    dead_letters_and_revive_keep_the_scope,
 ];
 
 /// A fresh store reads as empty.
@@ -1478,6 +1482,153 @@ pub async fn saturated_timestamps_round_trip(store: &dyn Store) {
     );
 }
 
+/// Each call keeps its ordering scope, and `queued_in_scope` reads one scope in id order
+/// (whatever order the calls were queued in), paged by `after` and `limit`, while `queued`
+/// still reads every scope together in id order.
+pub async fn scopes_keep_their_calls_in_id_order(store: &dyn Store) {
+    // Queued out of id order, across three scopes; "" is the global scope.
+    let calls: [(u128, &str); 9] = [
+        (5, "product:1"),
+        (2, ""),
+        (9, "product:2"),
+        (1, "product:1"),
+        (7, "product:1"),
+        (4, "product:2"),
+        (3, ""),
+        (8, ""),
+        (6, "Ünïcödé 🚀"),
+    ];
+    for (n, scope) in calls {
+        enqueue(store, scoped(n, scope)).await;
+    }
+    let in_scope = |scope: &'static str, after: Option<u128>, limit: usize| async move {
+        store
+            .queued_in_scope(scope, after.map(id), limit)
+            .await
+            .unwrap_or_else(|e| panic!("queued_in_scope({scope:?}) failed: {e}"))
+            .into_iter()
+            .map(|q| {
+                assert_eq!(q.scope, scope, "{} read from scope {scope:?}", q.id);
+                q.id
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(in_scope("product:1", None, 10).await, [id(1), id(5), id(7)]);
+    assert_eq!(in_scope("product:2", None, 10).await, [id(4), id(9)]);
+    assert_eq!(in_scope("", None, 10).await, [id(2), id(3), id(8)]);
+    assert_eq!(in_scope("Ünïcödé 🚀", None, 10).await, [id(6)]);
+    assert_eq!(in_scope("product:1", None, 1).await, [id(1)], "limit");
+    assert_eq!(in_scope("product:1", Some(1), 1).await, [id(5)], "after");
+    assert_eq!(in_scope("product:1", Some(5), 10).await, [id(7)], "after");
+    assert_eq!(
+        in_scope("product:1", Some(7), 10).await,
+        none(),
+        "after the last"
+    );
+    assert_eq!(in_scope("product:1", None, 0).await, none(), "limit 0");
+    assert_eq!(
+        in_scope("product", None, 10).await,
+        none(),
+        "a prefix is another scope"
+    );
+    assert_eq!(
+        in_scope("nobody", None, 10).await,
+        none(),
+        "an unknown scope"
+    );
+    let all = queue(store).await;
+    assert_eq!(
+        all.iter().map(|q| q.id).collect::<Vec<_>>(),
+        (1..=9).map(id).collect::<Vec<_>>(),
+        "queued() reads all scopes in id order"
+    );
+    for (n, scope) in calls {
+        let found = all.iter().find(|q| q.id == id(n)).map(|q| q.scope.as_str());
+        assert_eq!(found, Some(scope), "the scope of {n}");
+    }
+}
+
+/// `scope_heads` lists the smallest id of each scope that has calls, in id order, and follows
+/// completions, burials and new calls.
+pub async fn scope_heads_follow_the_queue(store: &dyn Store) {
+    let read_heads = || async {
+        store
+            .scope_heads()
+            .await
+            .unwrap_or_else(|e| panic!("scope_heads failed: {e}"))
+            .into_iter()
+            .map(|q| (q.id, q.scope))
+            .collect::<Vec<_>>()
+    };
+    let expect = |pairs: &[(u128, &str)]| {
+        pairs
+            .iter()
+            .map(|(n, scope)| (id(*n), (*scope).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        read_heads().await,
+        expect(&[]),
+        "an empty queue has no heads"
+    );
+    for (n, scope) in [(3, "b"), (1, "a"), (2, "b"), (4, "a"), (5, "")] {
+        enqueue(store, scoped(n, scope)).await;
+    }
+    assert_eq!(read_heads().await, expect(&[(1, "a"), (2, "b"), (5, "")]));
+    complete(store, 1).await;
+    assert_eq!(
+        read_heads().await,
+        expect(&[(2, "b"), (4, "a"), (5, "")]),
+        "after completing a's head"
+    );
+    bury(store, 2, DeadReason::Rejected).await;
+    assert_eq!(
+        read_heads().await,
+        expect(&[(3, "b"), (4, "a"), (5, "")]),
+        "after burying b's head"
+    );
+    complete(store, 5).await;
+    enqueue(store, scoped(6, "c")).await;
+    assert_eq!(
+        read_heads().await,
+        expect(&[(3, "b"), (4, "a"), (6, "c")]),
+        "the global scope emptied, c appeared"
+    );
+    apply(
+        store,
+        rescheduling(4, 2, 9_000, "503"),
+        "reschedule a's head",
+    )
+    .await;
+    let heads = store.scope_heads().await.unwrap_or_else(|e| panic!("{e}"));
+    let a = heads.iter().find(|q| q.id == id(4));
+    assert_eq!(
+        a.map(|q| (q.retries, q.next_attempt_at, q.last_error.as_deref())),
+        Some((2, Timestamp(9_000), Some("503"))),
+        "a head carries its retry state"
+    );
+}
+
+/// A dead letter keeps its call's scope, and reviving it puts it back in that scope.
+pub async fn dead_letters_and_revive_keep_the_scope(store: &dyn Store) {
+    enqueue(store, scoped(1, "order:17")).await;
+    enqueue(store, scoped(2, "order:17")).await;
+    bury(store, 1, DeadReason::TooManyRetries).await;
+    let letters = dead(store).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].scope(), "order:17", "the dead letter's scope");
+    revive(store, 1, 20_000).await;
+    let in_scope = store
+        .queued_in_scope("order:17", None, 10)
+        .await
+        .unwrap_or_else(|e| panic!("queued_in_scope failed: {e}"));
+    assert_eq!(
+        in_scope.iter().map(|q| q.id).collect::<Vec<_>>(),
+        [id(1), id(2)],
+        "revived at its id's place in its scope"
+    );
+}
+
 // Helpers: building batches and reading the store, each panicking with what it was doing.
 
 /// An action id that sorts by `n`.
@@ -1501,6 +1652,18 @@ fn mutation(n: u128, params: &str) -> NewQueued {
         params: params.to_owned(),
         timestamp: Timestamp(1_000 + n as u64),
         queued_at: Timestamp(5_000 + n as u64),
+        scope: String::new(),
+    }
+}
+
+fn none() -> Vec<ActionId> {
+    Vec::new()
+}
+
+fn scoped(n: u128, scope: &str) -> NewQueued {
+    NewQueued {
+        scope: scope.to_owned(),
+        ..mutation(n, &format!(r#"{{"n":{n}}}"#))
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | object store   | key                    | indexes                                          |
 //! | -------------- | ---------------------- | ------------------------------------------------ |
-//! | `queue`        | `seq`                  | `by_id` (`id`, unique), `by_query` (`[kind, name, params]`) |
+//! | `queue`        | `seq`                  | `by_id` (`id`, unique), `by_query` (`[kind, name, params]`), `by_scope` (`[scope, id]`) |
 //! | `dead_letters` | `dead_seq`             | `by_id` (`action.id`)                            |
 //! | `records`      | `[collection, key]`    |                                                  |
 //! | `meta`         | out of line: a name    |                                                  |
@@ -31,7 +31,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 /// The IndexedDB schema version this build creates and reads. A database created by a newer
 /// build fails to open with [`StoreError::Incompatible`] rather than being misread.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
 const QUEUE: &str = "queue";
 const DEAD: &str = "dead_letters";
@@ -41,6 +41,7 @@ const META: &str = "meta";
 const CLOCK_OFFSET: &str = "clock_offset";
 const BY_ID: &str = "by_id";
 const BY_QUERY: &str = "by_query";
+const BY_SCOPE: &str = "by_scope";
 const LAST_SEQ: &str = "last_seq";
 const LAST_DEAD_SEQ: &str = "last_dead_seq";
 const SCHEMA: &str = "schema_version";
@@ -278,6 +279,7 @@ async fn open_database(name: String) -> Result<Rc<Database>, OpenError> {
             BY_QUERY,
             ["kind", "name", "params"],
         ));
+    let queue = upgrade_to_v2::queue_indexes(queue);
     let dead = ObjectStore::new(DEAD)
         .key_path("dead_seq")
         .add_index(rexie::Index::new(BY_ID, "action.id"));
@@ -312,7 +314,7 @@ async fn record_schema(db: &Database) -> Result<(), OpenError> {
         ));
     };
     let transaction = rexie
-        .transaction(&[META], TransactionMode::ReadWrite)
+        .transaction(&[QUEUE, META], TransactionMode::ReadWrite)
         .map_err(backend)?;
     let meta = transaction.store(META).map_err(backend)?;
     let stored = meta.get(JsValue::from_str(SCHEMA)).await.map_err(backend)?;
@@ -323,7 +325,19 @@ async fn record_schema(db: &Database) -> Result<(), OpenError> {
                 "it holds schema version {version}, newer than this build's {SCHEMA_VERSION}"
             )));
         }
-        Some(_) => {}
+        Some(version) if version >= f64::from(SCHEMA_VERSION) => {}
+        Some(version) => {
+            if version < 2.0 {
+                let queue = transaction.store(QUEUE).map_err(backend)?;
+                upgrade_to_v2::queued_rows(&queue).await.map_err(backend)?;
+            }
+            meta.put(
+                &JsValue::from(SCHEMA_VERSION),
+                Some(&JsValue::from_str(SCHEMA)),
+            )
+            .await
+            .map_err(backend)?;
+        }
         None => {
             meta.put(
                 &JsValue::from(SCHEMA_VERSION),
@@ -339,6 +353,36 @@ async fn record_schema(db: &Database) -> Result<(), OpenError> {
             "the browser aborted the transaction that records the schema version".to_owned(),
         )),
         Err(e) => Err(backend(e)),
+    }
+}
+
+/// Version 2: ordering scopes.
+///
+/// Queued calls carry their `scope` (`""` is the global scope), and the queue gets the index
+/// `by_scope` on `[scope, id]`, from which replay reads each scope's calls in order. Calls
+/// queued by version 1 get the global scope: an index leaves out records that lack its key.
+mod upgrade_to_v2 {
+    use super::BY_SCOPE;
+    use js_sys::Reflect;
+    use rexie::ObjectStore;
+    use wasm_bindgen::JsValue;
+
+    /// The queue's indexes added in version 2, created by the version change.
+    pub(super) fn queue_indexes(queue: ObjectStore) -> ObjectStore {
+        queue.add_index(rexie::Index::new_array(BY_SCOPE, ["scope", "id"]))
+    }
+
+    /// Puts every queued call of version 1 in the global scope. Awaits only IndexedDB
+    /// requests, inside the transaction that records the new schema version.
+    pub(super) async fn queued_rows(queue: &rexie::Store) -> rexie::Result<()> {
+        let scope = JsValue::from_str("scope");
+        for value in queue.get_all(None, None).await? {
+            let has_scope = Reflect::get(&value, &scope).is_ok_and(|found| found.is_string());
+            if !has_scope && Reflect::set(&value, &scope, &JsValue::from_str("")).unwrap_or(false) {
+                queue.put(&value, None).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -617,6 +661,7 @@ impl Tx {
             retries: 0,
             next_attempt_at: new.queued_at,
             last_error: None,
+            scope: new.scope,
         };
         let (counter, record) = join(self.write_seq(LAST_SEQ, seq), self.put_queued(&action)).await;
         counter?;
@@ -817,6 +862,43 @@ impl Store for IndexedDbStore {
                     .index(BY_ID)
                     .map_err(|e| Fail::Idb("open an index", e))?;
                 let values = req("read the queue", index.get_all(range, count)).await?;
+                values.iter().map(decode_queued).collect()
+            })
+            .await
+        })
+    }
+
+    fn queued_in_scope<'a>(
+        &'a self,
+        scope: &'a str,
+        after: Option<ActionId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<QueuedAction>, StoreError>> {
+        boxed(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            self.read(&[QUEUE], async move |tx: Tx| {
+                // `[scope, id]` from just after `after` (or the empty string, before every id)
+                // up to `[scope, []]`: an array sorts after every string in IndexedDB.
+                let scope_key = JsValue::from_str(scope);
+                let lower: JsValue = Array::of2(
+                    &scope_key,
+                    &after.map_or_else(|| JsValue::from_str(""), id_key),
+                )
+                .into();
+                let upper: JsValue = Array::of2(&scope_key, &Array::new().into()).into();
+                let range = KeyRange::bound(&lower, &upper, Some(after.is_some()), Some(true))
+                    .map_err(|e| Fail::Idb("build a key range", e.into()))?;
+                let index = tx
+                    .queue()?
+                    .index(BY_SCOPE)
+                    .map_err(|e| Fail::Idb("open an index", e))?;
+                let values = req(
+                    "read a scope of the queue",
+                    index.get_all(Some(range), u32::try_from(limit).ok()),
+                )
+                .await?;
                 values.iter().map(decode_queued).collect()
             })
             .await
@@ -1139,6 +1221,7 @@ fn encode_queued(action: &QueuedAction) -> Result<JsValue, Fail> {
         .as_deref()
         .map_or(JsValue::NULL, JsValue::from_str);
     set(&object, "last_error", &last_error)?;
+    set(&object, "scope", &JsValue::from_str(&action.scope))?;
     Ok(object.into())
 }
 
@@ -1167,6 +1250,8 @@ fn decode_queued(value: &JsValue) -> Result<QueuedAction, Fail> {
         retries: u32_field(value, "retries")?,
         next_attempt_at: Timestamp(u64_field(value, "next_attempt_at")?),
         last_error: optional_string_field(value, "last_error")?,
+        // Written before ordering scopes existed: the global scope.
+        scope: optional_string_field(value, "scope")?.unwrap_or_default(),
     })
 }
 

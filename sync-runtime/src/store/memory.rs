@@ -3,7 +3,7 @@
 
 use super::{Applied, Batch, Counts, DeadLetter, QueuedAction, Record, Store};
 use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A [`Store`] that keeps everything in memory.
@@ -19,6 +19,8 @@ struct State {
     queue: BTreeMap<ActionId, QueuedAction>,
     /// (name, params) of each queued query, so dedupe does not scan the queue.
     queued_query_ids: HashMap<(String, String), ActionId>,
+    /// The ids queued in each ordering scope, so a scope's head is one lookup.
+    scopes: HashMap<String, BTreeSet<ActionId>>,
     dead: Vec<DeadLetter>,
     data: HashMap<String, BTreeMap<String, Record>>,
     clock_offset: Option<i64>,
@@ -145,6 +147,7 @@ impl State {
                     retries: 0,
                     next_attempt_at: new.queued_at,
                     last_error: None,
+                    scope: new.scope,
                 });
                 applied.queued = Some(new.id);
             }
@@ -170,6 +173,10 @@ impl State {
             self.queued_query_ids
                 .insert((action.name.clone(), action.params.clone()), action.id);
         }
+        self.scopes
+            .entry(action.scope.clone())
+            .or_default()
+            .insert(action.id);
         self.queue.insert(action.id, action);
     }
 
@@ -178,6 +185,12 @@ impl State {
         if action.kind == ActionKind::Query {
             self.queued_query_ids
                 .remove(&(action.name.clone(), action.params.clone()));
+        }
+        if let Some(ids) = self.scopes.get_mut(&action.scope) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.scopes.remove(&action.scope);
+            }
         }
         Some(action)
     }
@@ -238,6 +251,42 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(_, q)| q.clone())
             .collect();
+        boxed(async move { Ok(page) })
+    }
+
+    fn scope_heads(&self) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
+        let state = self.lock();
+        let mut heads: Vec<QueuedAction> = state
+            .scopes
+            .values()
+            .filter_map(|ids| ids.first())
+            .filter_map(|id| state.queue.get(id).cloned())
+            .collect();
+        drop(state);
+        heads.sort_by_key(|head| head.id);
+        boxed(async move { Ok(heads) })
+    }
+
+    fn queued_in_scope<'a>(
+        &'a self,
+        scope: &'a str,
+        after: Option<ActionId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<QueuedAction>, StoreError>> {
+        use core::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, Excluded);
+        let state = self.lock();
+        let page = state
+            .scopes
+            .get(scope)
+            .map(|ids| {
+                ids.range((start, Unbounded))
+                    .take(limit)
+                    .filter_map(|id| state.queue.get(id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(state);
         boxed(async move { Ok(page) })
     }
 

@@ -77,6 +77,10 @@ pub struct NewQueued {
     pub timestamp: Timestamp,
     /// When the call enters the queue: its time-to-live counts from here.
     pub queued_at: Timestamp,
+    /// The call's ordering scope: calls of one scope replay one at a time in id order, and
+    /// scopes replay independently of each other. `""` is the global scope, the one every
+    /// call is in unless its action declares another.
+    pub scope: String,
 }
 
 /// An action call waiting in the queue.
@@ -110,6 +114,9 @@ pub struct QueuedAction {
     pub next_attempt_at: Timestamp,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// The call's ordering scope (`""`: the global scope). See [`NewQueued::scope`].
+    #[serde(default)]
+    pub scope: String,
 }
 
 /// Why an action was moved to the dead-letter store.
@@ -176,6 +183,14 @@ pub struct DeadLetter {
     pub message: String,
     /// When it was moved here.
     pub failed_at: Timestamp,
+}
+
+impl DeadLetter {
+    /// The ordering scope the action was queued in (`""`: the global scope). Later calls of
+    /// that scope went on without it.
+    pub fn scope(&self) -> &str {
+        &self.action.scope
+    }
 }
 
 /// Moves a queued action to the back of its retry schedule.
@@ -269,8 +284,9 @@ pub struct Counts {
 /// A storage backend.
 ///
 /// Implementations must make [`apply`](Store::apply) atomic, keep the queue ordered by
-/// [`QueuedAction::id`], never reuse a sequence number, and keep at most one queued query per
-/// (name, params), the latest. The shared conformance tests check all of this.
+/// [`QueuedAction::id`], never reuse a sequence number, keep at most one queued query per
+/// (name, params), the latest, and keep each call's ordering scope through burial and revival.
+/// The shared conformance tests check all of this.
 pub trait Store: MaybeSend + MaybeSync + 'static {
     /// Applies a batch of changes atomically.
     fn apply(&self, batch: Batch) -> BoxFuture<'_, Result<Applied, StoreError>>;
@@ -295,6 +311,45 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
         after: Option<ActionId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>>;
+
+    /// The head of every ordering scope: the queued action with the smallest id in each scope
+    /// that has any, ordered by id. Replay starts one scope's calls from its head.
+    ///
+    /// The default reads the whole queue; a backend with an index on (scope, id) answers
+    /// from it.
+    fn scope_heads(&self) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
+        crate::boxed(async move {
+            let mut seen = std::collections::HashSet::new();
+            Ok(self
+                .queued(None, usize::MAX)
+                .await?
+                .into_iter()
+                .filter(|queued| seen.insert(queued.scope.clone()))
+                .collect())
+        })
+    }
+
+    /// Reads up to `limit` queued actions of ordering scope `scope` with an id greater than
+    /// `after`, in queue order (by id).
+    ///
+    /// The default filters [`queued`](Store::queued); a backend with an index on
+    /// (scope, id) answers from it.
+    fn queued_in_scope<'a>(
+        &'a self,
+        scope: &'a str,
+        after: Option<ActionId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<QueuedAction>, StoreError>> {
+        crate::boxed(async move {
+            Ok(self
+                .queued(after, usize::MAX)
+                .await?
+                .into_iter()
+                .filter(|queued| queued.scope == scope)
+                .take(limit)
+                .collect())
+        })
+    }
 
     /// Reads every dead letter, oldest first.
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>>;

@@ -137,9 +137,22 @@ CREATE INDEX pending_writes_by_record ON pending_writes (collection, key);
 /// time.
 macro_rules! queued_columns {
     () => {
-        "seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at"
+        "seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, scope"
     };
 }
+
+/// The smallest id of each scope: a walk from scope to scope through the index on
+/// (scope, id), one index search per scope, however long the queue is.
+const SCOPE_HEADS: &str = concat!(
+    "WITH RECURSIVE scopes (current) AS (",
+    "SELECT (SELECT min(scope) FROM queue) ",
+    "UNION ALL SELECT (SELECT min(scope) FROM queue WHERE scope > current) ",
+    "FROM scopes WHERE current IS NOT NULL) ",
+    "SELECT ",
+    queued_columns!(),
+    " FROM scopes JOIN queue ON queue.id = ",
+    "(SELECT min(id) FROM queue AS head WHERE head.scope = current)"
+);
 
 /// How long a write waits for another connection (another process on the same file) to
 /// finish its transaction before it fails.
@@ -439,17 +452,41 @@ impl Store for SqliteStore {
                     queued_columns!(),
                     " FROM queue WHERE id > ?1 ORDER BY id LIMIT ?2"
                 ))?;
-                let mut rows = statement.query(params![after, limit])?;
-                let mut page = Vec::new();
-                while let Some(row) = rows.next()? {
-                    page.push(decode_queued(row, "queue").map_err(|e| match e {
-                        Failure::BadData(reason) => Failure::BadData(format!(
-                            "{reason}; `SyncService::set_aside_unreadable` moves the row to the dead letters so the rest of the queue can drain"
-                        )),
-                        other => other,
-                    })?);
-                }
-                Ok(page)
+                let rows = statement.query(params![after, limit])?;
+                decode_queue_page(rows)
+            })
+        })
+    }
+
+    fn scope_heads(&self) -> BoxFuture<'_, Result<Vec<QueuedAction>, StoreError>> {
+        boxed(async move {
+            self.run("read the head of each scope", |connection| {
+                let mut statement = connection.prepare_cached(SCOPE_HEADS)?;
+                let rows = statement.query([])?;
+                let mut heads = decode_queue_page(rows)?;
+                heads.sort_by_key(|head| head.id);
+                Ok(heads)
+            })
+        })
+    }
+
+    fn queued_in_scope<'a>(
+        &'a self,
+        scope: &'a str,
+        after: Option<ActionId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<QueuedAction>, StoreError>> {
+        boxed(async move {
+            let after = after.map(|id| id.to_string()).unwrap_or_default();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            self.run("read a scope of the queue", |connection| {
+                let mut statement = connection.prepare_cached(concat!(
+                    "SELECT ",
+                    queued_columns!(),
+                    " FROM queue WHERE scope = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                ))?;
+                let rows = statement.query(params![scope, after, limit])?;
+                decode_queue_page(rows)
             })
         })
     }
@@ -601,13 +638,14 @@ impl SqliteStore {
             };
             let timestamp = Timestamp(number("timestamp")?);
             let queued_at = Timestamp(number("queued_at")?);
+            let scope = text("scope")?;
             let kind = match text("kind")?.as_str() {
                 "query" => ActionKind::Query,
                 _ => ActionKind::Mutation,
             };
             tx.prepare_cached(
-                "INSERT INTO dead (seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, reason, message, failed_at) \
-                 VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, 0, ?6, NULL, ?7, ?8, ?9, ?10)",
+                "INSERT INTO dead (seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, reason, message, failed_at, scope) \
+                 VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, 0, ?6, NULL, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 seq,
@@ -619,7 +657,8 @@ impl SqliteStore {
                 to_sql_u64(queued_at.0),
                 DeadReason::Unreadable.as_str(),
                 message,
-                to_sql_u64(failed_at.0)
+                to_sql_u64(failed_at.0),
+                scope
             ])?;
             tx.prepare_cached("DELETE FROM queue WHERE seq = ?1")?
                 .execute([seq])?;
@@ -637,6 +676,7 @@ impl SqliteStore {
                     retries: 0,
                     next_attempt_at: timestamp,
                     last_error: None,
+                    scope,
                 },
                 reason: DeadReason::Unreadable,
                 message,
@@ -644,6 +684,20 @@ impl SqliteStore {
             }))
         })
     }
+}
+
+/// Decodes rows of the queue, saying how to get past one that does not decode.
+fn decode_queue_page(mut rows: rusqlite::Rows<'_>) -> Result<Vec<QueuedAction>, Failure> {
+    let mut page = Vec::new();
+    while let Some(row) = rows.next()? {
+        page.push(decode_queued(row, "queue").map_err(|e| match e {
+            Failure::BadData(reason) => Failure::BadData(format!(
+                "{reason}; `SyncService::set_aside_unreadable` moves the row to the dead letters so the rest of the queue can drain"
+            )),
+            other => other,
+        })?);
+    }
+    Ok(page)
 }
 
 /// The first queued row (in queue order) that does not decode, with the reason.
@@ -798,9 +852,9 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
         tx.prepare_cached(concat!(
             "INSERT INTO dead (",
             queued_columns!(),
-            ", scope, reason, message, failed_at) SELECT ",
+            ", reason, message, failed_at) SELECT ",
             queued_columns!(),
-            ", scope, ?2, ?3, ?4 FROM queue WHERE id = ?1"
+            ", ?2, ?3, ?4 FROM queue WHERE id = ?1"
         ))?
         .execute(params![
             id.to_string(),
@@ -855,8 +909,8 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
                 applied.replaced = Some(replaced);
             }
             tx.prepare_cached(
-                "INSERT INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, NULL, ?7)",
+                "INSERT INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, scope) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, NULL, ?7, ?8)",
             )?
             .execute(params![
                 id,
@@ -865,7 +919,8 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
                 kind_name(new.kind),
                 new.params,
                 to_sql_u64(new.timestamp.0),
-                to_sql_u64(new.queued_at.0)
+                to_sql_u64(new.queued_at.0),
+                new.scope
             ])?;
             applied.queued = Some(new.id);
         }
@@ -970,21 +1025,22 @@ fn decode_queued(row: &Row<'_>, table: &str) -> Result<QueuedAction, Failure> {
         next_attempt_at: Timestamp(from_sql_u64(column(row, 8, whose)?)),
         last_error: column(row, 9, whose)?,
         queued_at: Timestamp(from_sql_u64(column(row, 10, whose)?)),
+        scope: column(row, 11, whose)?,
     })
 }
 
 fn decode_dead(row: &Row<'_>) -> Result<DeadLetter, Failure> {
     let action = decode_queued(row, "dead-letter")?;
     let whose = || format!("the dead letter {}", action.id);
-    let reason: String = column(row, 11, whose)?;
+    let reason: String = column(row, 12, whose)?;
     let Some(reason) = DeadReason::parse(&reason) else {
         return Err(Failure::BadData(format!(
             "{} has unknown reason {reason:?}",
             whose()
         )));
     };
-    let message = column(row, 12, whose)?;
-    let failed_at = Timestamp(from_sql_u64(column(row, 13, whose)?));
+    let message = column(row, 13, whose)?;
+    let failed_at = Timestamp(from_sql_u64(column(row, 14, whose)?));
     Ok(DeadLetter {
         action,
         reason,
@@ -1143,6 +1199,15 @@ mod tests {
                 "INDEX dead_by_id",
             ),
             (
+                concat!(
+                    "SELECT ",
+                    queued_columns!(),
+                    " FROM queue WHERE scope = 'a' AND id > 'x' ORDER BY id LIMIT 1"
+                )
+                .to_owned(),
+                "INDEX queue_by_scope",
+            ),
+            (
                 "SELECT value FROM data WHERE collection = 'a' AND key = 'b'".to_owned(),
                 "INDEX sqlite_autoindex_data",
             ),
@@ -1162,6 +1227,12 @@ mod tests {
                 "{sql} scans or sorts: {plan}"
             );
         }
+        // The walk over the scopes scans only its own few rows.
+        let plan = plan(&connection, SCOPE_HEADS);
+        assert!(
+            plan.contains("queue_by_scope") && !plan.contains("SCAN queue"),
+            "{SCOPE_HEADS}\nplan: {plan}"
+        );
     }
 
     /// Every way of naming the file names one lock beside it; a store in memory has none.
