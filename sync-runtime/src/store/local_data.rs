@@ -101,8 +101,8 @@ pub(crate) async fn write<T: LocalData>(
     }
 }
 
-/// A confirmed write: last-write-wins on the record, or on its shadowed server value while
-/// queued actions have written it.
+/// A confirmed write: last-write-wins on the record, or the record's shadowed server value
+/// while queued actions have written it.
 async fn write_confirmed<T: LocalData>(tx: &mut T, write: &Write) -> Result<bool, T::Fail> {
     let (collection, key) = (write.collection.as_str(), write.key.as_str());
     let record = Record {
@@ -110,10 +110,10 @@ async fn write_confirmed<T: LocalData>(tx: &mut T, write: &Write) -> Result<bool
         stamp: write.stamp,
     };
     if !tx.pending_on(collection, key).await?.is_empty() {
-        let shadow = tx.shadow(collection, key).await?;
-        if shadow.is_some_and(|s| write.stamp < s.stamp) {
-            return Ok(false);
-        }
+        // The last to arrive wins, whatever its stamp: server data is as fresh as its arrival
+        // (a replayed query stamped long ago answers with the server's state now), and the
+        // answer of the queued action itself, which arrives last, must not lose to a refresh
+        // made before the server saw that action.
         tx.set_shadow(collection, key, Some(&record)).await?;
         return Ok(true);
     }
@@ -168,7 +168,8 @@ async fn write_pending<T: LocalData>(
 }
 
 /// `action` left the queue successfully: each record it wrote that no other queued action
-/// wrote takes its shadowed server value, if one was written meanwhile and is not older.
+/// wrote takes its shadowed server value, if one arrived meanwhile and is not older than the
+/// record (the answer to an earlier action does not undo a later edit).
 pub(crate) async fn release<T: LocalData>(tx: &mut T, action: ActionId) -> Result<(), T::Fail> {
     for pending in tx.pending_of(action).await? {
         let (collection, key) = (pending.collection.as_str(), pending.key.as_str());
@@ -191,8 +192,8 @@ pub(crate) async fn release<T: LocalData>(tx: &mut T, action: ActionId) -> Resul
 /// keeps its writes for a revive, and returns the records restored.
 ///
 /// A record a later queued action wrote too keeps that write, whose roll-back target becomes
-/// this action's. A record no other queued action wrote goes back to the newer of its prior
-/// state and the server's value shadowed meanwhile.
+/// this action's. A record no other queued action wrote goes back to the server's value that
+/// arrived meanwhile, if any, else to its prior state.
 pub(crate) async fn roll_back<T: LocalData>(
     tx: &mut T,
     action: ActionId,
@@ -216,7 +217,7 @@ pub(crate) async fn roll_back<T: LocalData>(
         let target = if others.is_empty() {
             let shadow = tx.shadow(collection, key).await?;
             tx.set_shadow(collection, key, None).await?;
-            newer(pending.prior.clone(), shadow)
+            shadow.or_else(|| pending.prior.clone())
         } else {
             pending.prior.clone()
         };
@@ -269,14 +270,6 @@ pub(crate) async fn revive<T: LocalData>(
 pub(crate) async fn discard<T: LocalData>(tx: &mut T, action: ActionId) -> Result<(), T::Fail> {
     tx.take_dead_writes(action).await?;
     Ok(())
-}
-
-/// The newer of two states of a record; `b` on a tie. No record is older than any.
-fn newer(a: Option<Record>, b: Option<Record>) -> Option<Record> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if b.stamp >= a.stamp { b } else { a }),
-        (a, b) => b.or(a),
-    }
 }
 
 /// Runs a local-data step of a backend whose futures are ready when first polled (memory,
