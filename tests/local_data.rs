@@ -260,19 +260,19 @@ fn an_offline_edit_survives_a_server_refresh_until_it_replays() {
 fn a_refresh_without_an_offline_add_does_not_delete_it() {
     let (store, clock) = start();
     server_put(product("p1", "Tea", 100));
-    let editor = device(&store, &clock, true);
-    editor.run(list_products()).expect("first refresh");
-    editor.net.set_online(false);
+    let editor = device(&store, &clock, false);
+    let refresher = device(&store, &clock, true);
+    refresher.run(list_products()).expect("first refresh");
     clock.advance(Duration::from_millis(5));
     editor
         .run(add_product(product("p2", "Coffee", 300)))
         .expect("an offline add");
 
-    // A refresh that does not list p2 yet (from another tab, or a write outside actions).
+    // A refresh from the other tab that does not list p2 yet.
     clock.advance(Duration::from_millis(5));
-    let refresher = device(&store, &clock, true);
     server_put(product("p3", "Cocoa", 50));
-    refresher.run(list_products()).expect("a refresh");
+    let listed = refresher.run(list_products()).expect("a refresh");
+    assert_eq!(listed.len(), 2, "the refresh went to the server");
     assert_eq!(
         editor.local_one("p2"),
         Some(product("p2", "Coffee", 300)),
@@ -283,6 +283,7 @@ fn a_refresh_without_an_offline_add_does_not_delete_it() {
     editor.net.set_online(true);
     block_on(editor.service.replay()).expect("replay");
     assert_eq!(editor.local(), server());
+    assert_eq!(editor.local().len(), 3);
 }
 
 /// An add the server rejects on replay disappears locally; the event and the hook name it;
