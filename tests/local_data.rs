@@ -127,9 +127,7 @@ pub async fn set_price(id: String, price: i64) -> Result<Product, AppError> {
     let Some(updated) = updated else {
         return Err(AppError::Rejected(format!("no product {id}")));
     };
-    cx().collection(PRODUCTS)
-        .put(id, &updated)
-        .await?;
+    cx().collection(PRODUCTS).put(id, &updated).await?;
     Ok(updated)
 }
 
@@ -235,7 +233,9 @@ fn an_offline_edit_survives_a_server_refresh_until_it_replays() {
     // answer stamped later than the edit.
     server_put(product("p1", "Green tea", 100));
     clock.advance(Duration::from_millis(5));
-    let listed = refresher.run(list_products()).expect("refresh while queued");
+    let listed = refresher
+        .run(list_products())
+        .expect("refresh while queued");
     assert_eq!(listed, [product("p1", "Green tea", 100)]);
     assert_eq!(
         editor.local_one("p1"),
@@ -321,7 +321,11 @@ fn a_rejected_offline_add_disappears_and_the_event_names_it() {
         .collect();
     assert_eq!(
         rolled_back,
-        [(dead[0].action.id, "add_product".to_owned(), vec![p9.clone()])]
+        [(
+            dead[0].action.id,
+            "add_product".to_owned(),
+            vec![p9.clone()]
+        )]
     );
     let seen = rejections.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(seen.len(), 1, "the hook runs once");

@@ -1483,12 +1483,21 @@ pub async fn saturated_timestamps_round_trip(store: &dyn Store) {
 }
 
 /// A confirmed write (a server's answer, a list refresh) to a record that a queued action
-/// wrote keeps the pending value; the last such write to arrive takes over when the last
-/// action that wrote the record leaves the queue, if it is not older than the record.
+/// wrote keeps the pending value; the newest such write takes over when the last action that
+/// wrote the record leaves the queue, if it is not older than the record, and the action's
+/// own answer takes over whatever its stamp.
 pub async fn pending_writes_survive_confirmed_writes(store: &dyn Store) {
-    apply(store, writes([put("products", "p1", "server v0", 100, 1)]), "seed p1").await;
+    apply(
+        store,
+        writes([put("products", "p1", "server v0", 100, 1)]),
+        "seed p1",
+    )
+    .await;
     queue_with_writes(store, 2, [put("products", "p1", "edited", 200, 2)]).await;
-    assert_eq!(value(store, "products", "p1").await.as_deref(), Some("edited"));
+    assert_eq!(
+        value(store, "products", "p1").await.as_deref(),
+        Some("edited")
+    );
 
     let refresh = apply(
         store,
@@ -1498,12 +1507,22 @@ pub async fn pending_writes_survive_confirmed_writes(store: &dyn Store) {
     .await;
     assert_eq!(
         refresh.writes_applied, 1,
-        "a confirmed write to a pending record is kept aside"
+        "a newer confirmed write to a pending record is kept aside"
     );
     assert_eq!(
         value(store, "products", "p1").await.as_deref(),
         Some("edited"),
         "a confirmed write must not replace a value a queued action wrote"
+    );
+    let older = apply(
+        store,
+        writes([put("products", "p1", "stale", 250, 4)]),
+        "an older server value of a pending record",
+    )
+    .await;
+    assert_eq!(
+        older.writes_applied, 0,
+        "a confirmed write older than the value kept aside is ignored"
     );
     assert_eq!(
         scan(store, "products").await.len(),

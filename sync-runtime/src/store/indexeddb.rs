@@ -512,7 +512,7 @@ impl Tx {
         let mut applied = Applied::default();
         let pending_for = batch.enqueue.as_ref().map(|new| new.id);
         for write in &batch.writes {
-            if local_data::write(&mut self, write, pending_for).await? {
+            if local_data::write(&mut self, write, pending_for, batch.complete).await? {
                 applied.writes_applied += 1;
             }
         }
@@ -788,7 +788,6 @@ impl Tx {
     }
 }
 
-
 impl Tx {
     /// The pending writes an index finds under `key`.
     async fn pending_by(&self, index: &str, key: JsValue) -> Result<Vec<PendingWrite>, Fail> {
@@ -943,7 +942,11 @@ impl LocalData for Tx {
                 &JsValue::from_str(&key),
             )
             .into();
-            req("forget a dead letter's write", dead_writes.delete(stored_key)).await?;
+            req(
+                "forget a dead letter's write",
+                dead_writes.delete(stored_key),
+            )
+            .await?;
             writes.push(Write {
                 collection,
                 key,

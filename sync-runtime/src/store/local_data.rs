@@ -89,31 +89,45 @@ pub(crate) trait LocalData {
 }
 
 /// Applies one write of a batch: a pending write of `pending_for` if the batch queues that
-/// action, else a confirmed write. Returns whether it took effect.
+/// action, else a confirmed write (of the answer of `completing`, if the batch completes an
+/// action). Returns whether it took effect.
 pub(crate) async fn write<T: LocalData>(
     tx: &mut T,
     write: &Write,
     pending_for: Option<ActionId>,
+    completing: Option<ActionId>,
 ) -> Result<bool, T::Fail> {
     match pending_for {
         Some(action) => write_pending(tx, action, write, false).await,
-        None => write_confirmed(tx, write).await,
+        None => write_confirmed(tx, write, completing).await,
     }
 }
 
-/// A confirmed write: last-write-wins on the record, or the record's shadowed server value
+/// A confirmed write: last-write-wins on the record, or on the record's shadowed server value
 /// while queued actions have written it.
-async fn write_confirmed<T: LocalData>(tx: &mut T, write: &Write) -> Result<bool, T::Fail> {
+///
+/// The answer of an action leaving the queue, to a record that action wrote, replaces the
+/// shadowed value whatever their stamps: it is the server's state after the action, while a
+/// refresh stamped later but made before the server saw the action is not.
+async fn write_confirmed<T: LocalData>(
+    tx: &mut T,
+    write: &Write,
+    completing: Option<ActionId>,
+) -> Result<bool, T::Fail> {
     let (collection, key) = (write.collection.as_str(), write.key.as_str());
     let record = Record {
         value: write.value.clone(),
         stamp: write.stamp,
     };
-    if !tx.pending_on(collection, key).await?.is_empty() {
-        // The last to arrive wins, whatever its stamp: server data is as fresh as its arrival
-        // (a replayed query stamped long ago answers with the server's state now), and the
-        // answer of the queued action itself, which arrives last, must not lose to a refresh
-        // made before the server saw that action.
+    let writers = tx.pending_on(collection, key).await?;
+    if !writers.is_empty() {
+        let own_answer = completing.is_some_and(|id| writers.iter().any(|w| w.action == id));
+        if !own_answer {
+            let shadow = tx.shadow(collection, key).await?;
+            if shadow.is_some_and(|s| write.stamp < s.stamp) {
+                return Ok(false);
+            }
+        }
         tx.set_shadow(collection, key, Some(&record)).await?;
         return Ok(true);
     }
@@ -168,8 +182,8 @@ async fn write_pending<T: LocalData>(
 }
 
 /// `action` left the queue successfully: each record it wrote that no other queued action
-/// wrote takes its shadowed server value, if one arrived meanwhile and is not older than the
-/// record (the answer to an earlier action does not undo a later edit).
+/// wrote takes its shadowed server value, if one was written meanwhile and is not older than
+/// the record (the answer to an earlier action does not undo a later edit).
 pub(crate) async fn release<T: LocalData>(tx: &mut T, action: ActionId) -> Result<(), T::Fail> {
     for pending in tx.pending_of(action).await? {
         let (collection, key) = (pending.collection.as_str(), pending.key.as_str());
@@ -192,8 +206,8 @@ pub(crate) async fn release<T: LocalData>(tx: &mut T, action: ActionId) -> Resul
 /// keeps its writes for a revive, and returns the records restored.
 ///
 /// A record a later queued action wrote too keeps that write, whose roll-back target becomes
-/// this action's. A record no other queued action wrote goes back to the server's value that
-/// arrived meanwhile, if any, else to its prior state.
+/// this action's. A record no other queued action wrote goes back to the newer of its prior
+/// state and the server's value shadowed meanwhile.
 pub(crate) async fn roll_back<T: LocalData>(
     tx: &mut T,
     action: ActionId,
@@ -217,7 +231,7 @@ pub(crate) async fn roll_back<T: LocalData>(
         let target = if others.is_empty() {
             let shadow = tx.shadow(collection, key).await?;
             tx.set_shadow(collection, key, None).await?;
-            shadow.or_else(|| pending.prior.clone())
+            newer(pending.prior.clone(), shadow)
         } else {
             pending.prior.clone()
         };
@@ -270,6 +284,14 @@ pub(crate) async fn revive<T: LocalData>(
 pub(crate) async fn discard<T: LocalData>(tx: &mut T, action: ActionId) -> Result<(), T::Fail> {
     tx.take_dead_writes(action).await?;
     Ok(())
+}
+
+/// The newer of two states of a record; `b` on a tie. No record is older than any.
+fn newer(a: Option<Record>, b: Option<Record>) -> Option<Record> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.stamp >= a.stamp { b } else { a }),
+        (a, b) => b.or(a),
+    }
 }
 
 /// Runs a local-data step of a backend whose futures are ready when first polled (memory,

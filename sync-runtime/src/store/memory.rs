@@ -74,7 +74,7 @@ impl State {
         let pending_for = batch.enqueue.as_ref().map(|new| new.id);
         let mut applied = Applied::default();
         for write in &batch.writes {
-            if ready(local_data::write(self, write, pending_for))? {
+            if ready(local_data::write(self, write, pending_for, batch.complete))? {
                 applied.writes_applied += 1;
             }
         }

@@ -11,16 +11,17 @@
 //! remembers, per record, which queued actions wrote it and what the record held before. Any
 //! other write (a server's answer, a list refresh, a write outside an action) is a *confirmed*
 //! write. While a record has pending writes, a confirmed write does not replace it: the store
-//! keeps the last one to arrive aside (the record's *shadowed* server value: the server's
-//! data is as fresh as its arrival), and when the last action that wrote the record leaves
-//! the queue successfully, that value takes over, unless it is older than the record (the
-//! answer to an earlier action does not undo a later edit). An action's own answer, written
-//! with its completion, arrives last: it is what the record shows after the action. When an
-//! action is moved to the dead letters, each record it wrote goes back to the server's value
-//! shadowed since, or else to what it held before, unless a later queued action wrote it
-//! too: then that action's write stays and takes over the roll-back target. What a dead
-//! action wrote is kept with its dead letter and written again, as pending writes, when it
-//! is revived.
+//! keeps the newest one aside (the record's *shadowed* server value), and when the last
+//! action that wrote the record leaves the queue successfully, that value takes over, unless
+//! it is older than the record (the answer to an earlier action does not undo a later edit).
+//! An action's own answer to a record it wrote, written in the batch that completes it,
+//! replaces the shadowed value whatever the stamps: it is the server's state after the
+//! action, which a refresh made before the server saw the action is not. When an action is
+//! moved to the dead letters, each record it wrote goes back to the newer of what it held
+//! before and the server's value shadowed since, unless a later queued action wrote it too:
+//! then that action's write stays and takes over the roll-back target. What a dead action
+//! wrote is kept with its dead letter and written again, as pending writes, when it is
+//! revived.
 
 pub mod conformance;
 #[cfg(target_arch = "wasm32")]

@@ -800,7 +800,12 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
     let mut data = LocalRows(tx);
     let pending_for = batch.enqueue.as_ref().map(|new| new.id);
     for write in &batch.writes {
-        if ready(local_data::write(&mut data, write, pending_for))? {
+        if ready(local_data::write(
+            &mut data,
+            write,
+            pending_for,
+            batch.complete,
+        ))? {
             applied.writes_applied += 1;
         }
     }
