@@ -12,15 +12,13 @@ use crate::model::{
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 use sync_runtime::store::SqliteStore;
 use sync_runtime::{
-    http, offline_action, ActionContext, ActionKind, ClassifyError, Clock, Collection,
-    ManualConnectivity, RetryPolicy, SyncError, SyncService, SyncStatus, SystemClock, Timestamp,
-    TokioExecutor,
+    http, offline_action, ActionContext, ClassifyError, Clock, Collection, ManualConnectivity,
+    RetryPolicy, SyncError, SyncService, SyncStatus, SystemClock, Timestamp, TokioExecutor,
 };
 
 /// The local collection the actions keep products in, keyed by product id.
@@ -67,7 +65,11 @@ pub async fn get_products(tenant_id: String) -> Result<Vec<Product>, AppError> {
     let cx = context()?;
     let request = Api::of(&cx)?.request(&cx, Method::GET, &["products"])?;
     let products: Vec<Product> = send(request.query(&[("tenant", &tenant_id)])).await?;
-    mirror(&cx, &tenant_id, &products).await?;
+    // The tenant's local products become the server's list; those with changes still
+    // waiting in the queue keep them until the changes have replayed.
+    cx.collection::<Product>(PRODUCTS)
+        .refresh(&products, |p| p.id.clone(), |p| p.tenant_id == tenant_id)
+        .await?;
     Ok(products)
 }
 
@@ -197,39 +199,6 @@ async fn local_products(
         .collect();
     list.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
     Ok(list)
-}
-
-/// Makes the local products of a tenant what the server listed, except products with changes
-/// still waiting in the queue: the server has not seen those changes yet, so its list must
-/// not overwrite them, even when it is newer than they are.
-async fn mirror(cx: &ActionContext, tenant_id: &str, listed: &[Product]) -> Result<(), AppError> {
-    let waiting = products_with_waiting_changes(cx.service()).await?;
-    let products = cx.collection::<Product>(PRODUCTS);
-    for product in listed.iter().filter(|p| !waiting.contains(&p.id)) {
-        products.put(product.id.clone(), product).await?;
-    }
-    for stale in local_products(&products, tenant_id).await? {
-        let gone = !listed.iter().any(|p| p.id == stale.id);
-        if gone && !waiting.contains(&stale.id) {
-            products.delete(stale.id).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn products_with_waiting_changes(service: &SyncService) -> Result<HashSet<String>, AppError> {
-    let queued = service.queued().await?;
-    Ok(queued
-        .iter()
-        .filter(|action| action.kind == ActionKind::Mutation)
-        .filter_map(|action| {
-            let params: serde_json::Value = serde_json::from_str(&action.params).ok()?;
-            let id = params
-                .get("product_id")
-                .or_else(|| params.get("product")?.get("id"))?;
-            Some(id.as_str()?.to_owned())
-        })
-        .collect())
 }
 
 /// Sends a request and reads a JSON answer (`()` for an empty one); a status that is not a
