@@ -70,28 +70,32 @@ fn cx() -> ActionContext {
     ActionContext::current().expect("inside an action")
 }
 
-/// Lists the server's products and refreshes the local collection with them.
-#[offline_action(query, local = list_products_locally)]
-pub async fn list_products() -> Result<Vec<Product>, AppError> {
-    let listed = server();
-    let products = cx().collection::<Product>(PRODUCTS);
-    for (key, _) in products.list().await? {
-        if !listed.iter().any(|p| p.id == key) {
-            products.delete(key).await?;
-        }
-    }
-    for p in &listed {
-        products.put(p.id.clone(), p).await?;
-    }
-    Ok(listed)
+/// Lists the server's products (in a shop, one tenant's; here the products whose name does
+/// not start with `shop`); the answer refreshes the local collection.
+#[offline_action(
+    query,
+    local = list_products_locally,
+    store_all_in = "products",
+    key = |p: &Product| p.id.clone(),
+    within = |p: &Product| p.name.starts_with(&prefix)
+)]
+pub async fn list_products(prefix: String) -> Result<Vec<Product>, AppError> {
+    Ok(server()
+        .into_iter()
+        .filter(|p| p.name.starts_with(&prefix))
+        .collect())
 }
 
-async fn list_products_locally() -> Result<Vec<Product>, AppError> {
+async fn list_products_locally(prefix: String) -> Result<Vec<Product>, AppError> {
     let listed = cx().collection::<Product>(PRODUCTS).list().await?;
-    Ok(listed.into_iter().map(|(_, p)| p).collect())
+    Ok(listed
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| p.name.starts_with(&prefix))
+        .collect())
 }
 
-#[offline_action(local = add_product_locally)]
+#[offline_action(local = add_product_locally, store_in = "products", key = |p: &Product| p.id.clone())]
 pub async fn add_product(product: Product) -> Result<Product, AppError> {
     if product.name.contains("taken") {
         return Err(AppError::Rejected(format!(
@@ -100,9 +104,6 @@ pub async fn add_product(product: Product) -> Result<Product, AppError> {
         )));
     }
     server_put(product.clone());
-    cx().collection(PRODUCTS)
-        .put(product.id.clone(), &product)
-        .await?;
     Ok(product)
 }
 
@@ -113,7 +114,7 @@ async fn add_product_locally(product: Product) -> Result<Product, AppError> {
     Ok(product)
 }
 
-#[offline_action(local = set_price_locally)]
+#[offline_action(local = set_price_locally, store_in = "products", key = |p: &Product| p.id.clone())]
 pub async fn set_price(id: String, price: i64) -> Result<Product, AppError> {
     if price == UNLUCKY_PRICE {
         return Err(AppError::Rejected(format!("{price} is not a price")));
@@ -124,11 +125,7 @@ pub async fn set_price(id: String, price: i64) -> Result<Product, AppError> {
         p.price = price;
         Some(p.clone())
     });
-    let Some(updated) = updated else {
-        return Err(AppError::Rejected(format!("no product {id}")));
-    };
-    cx().collection(PRODUCTS).put(id, &updated).await?;
-    Ok(updated)
+    updated.ok_or_else(|| AppError::Rejected(format!("no product {id}")))
 }
 
 async fn set_price_locally(id: String, price: i64) -> Result<Product, AppError> {
@@ -220,7 +217,9 @@ fn an_offline_edit_survives_a_server_refresh_until_it_replays() {
     server_put(product("p1", "Tea", 100));
     let editor = device(&store, &clock, false);
     let refresher = device(&store, &clock, true);
-    refresher.run(list_products()).expect("first refresh");
+    refresher
+        .run(list_products(String::new()))
+        .expect("first refresh");
     assert_eq!(refresher.local(), [product("p1", "Tea", 100)]);
 
     clock.advance(Duration::from_millis(5));
@@ -234,7 +233,7 @@ fn an_offline_edit_survives_a_server_refresh_until_it_replays() {
     server_put(product("p1", "Green tea", 100));
     clock.advance(Duration::from_millis(5));
     let listed = refresher
-        .run(list_products())
+        .run(list_products(String::new()))
         .expect("refresh while queued");
     assert_eq!(listed, [product("p1", "Green tea", 100)]);
     assert_eq!(
@@ -262,7 +261,9 @@ fn a_refresh_without_an_offline_add_does_not_delete_it() {
     server_put(product("p1", "Tea", 100));
     let editor = device(&store, &clock, false);
     let refresher = device(&store, &clock, true);
-    refresher.run(list_products()).expect("first refresh");
+    refresher
+        .run(list_products(String::new()))
+        .expect("first refresh");
     clock.advance(Duration::from_millis(5));
     editor
         .run(add_product(product("p2", "Coffee", 300)))
@@ -271,7 +272,9 @@ fn a_refresh_without_an_offline_add_does_not_delete_it() {
     // A refresh from the other tab that does not list p2 yet.
     clock.advance(Duration::from_millis(5));
     server_put(product("p3", "Cocoa", 50));
-    let listed = refresher.run(list_products()).expect("a refresh");
+    let listed = refresher
+        .run(list_products(String::new()))
+        .expect("a refresh");
     assert_eq!(listed.len(), 2, "the refresh went to the server");
     assert_eq!(
         editor.local_one("p2"),
@@ -294,7 +297,9 @@ fn a_rejected_offline_add_disappears_and_the_event_names_it() {
     server_put(product("p1", "Tea", 100));
     let rejections = Arc::new(Mutex::new(Vec::new()));
     let device = device_with(&store, &clock, true, Some(Arc::clone(&rejections)));
-    device.run(list_products()).expect("first refresh");
+    device
+        .run(list_products(String::new()))
+        .expect("first refresh");
     device.net.set_online(false);
     let mut events = device.service.events();
 
@@ -351,7 +356,9 @@ fn a_rejected_edit_rolls_back_only_what_no_later_edit_wrote() {
     server_put(product("p1", "Tea", 100));
     server_put(product("p2", "Coffee", 300));
     let device = device(&store, &clock, true);
-    device.run(list_products()).expect("first refresh");
+    device
+        .run(list_products(String::new()))
+        .expect("first refresh");
     device.net.set_online(false);
     let mut events = device.service.events();
 
@@ -397,4 +404,37 @@ fn a_rejected_edit_rolls_back_only_what_no_later_edit_wrote() {
         .filter(|event| matches!(event, SyncEvent::RolledBack { .. }))
         .count();
     assert_eq!(rolled_back, 1);
+}
+
+/// `store_all_in` with `within`: a list answer replaces only the stored records it covers;
+/// `store_in` writes an online answer under its key.
+#[test]
+fn a_list_answer_replaces_only_the_records_within_it() {
+    let (store, clock) = start();
+    server_put(product("p1", "Tea", 100));
+    server_put(product("p2", "Coffee", 300));
+    let device = device(&store, &clock, true);
+    device.run(list_products(String::new())).expect("list all");
+    assert_eq!(device.local().len(), 2);
+
+    SERVER.with(|s| s.borrow_mut().clear());
+    server_put(product("p3", "Tisane", 80));
+    let listed = device
+        .run(list_products("T".into()))
+        .expect("list the products starting with T");
+    assert_eq!(listed, [product("p3", "Tisane", 80)]);
+    assert_eq!(
+        device.local(),
+        [product("p2", "Coffee", 300), product("p3", "Tisane", 80)],
+        "Tea is gone from the list it belonged to; Coffee, outside it, stays"
+    );
+
+    device
+        .run(add_product(product("p4", "Mate", 120)))
+        .expect("an online add");
+    assert_eq!(
+        device.local_one("p4"),
+        Some(product("p4", "Mate", 120)),
+        "`store_in` keeps the online answer"
+    );
 }
