@@ -40,8 +40,8 @@ pub(crate) struct Args {
 pub(crate) struct Store {
     /// `store_in` (one record) or `store_all_in` (a list).
     pub list: bool,
-    /// The collection's name.
-    pub collection: LitStr,
+    /// The collection's name: a string literal, or the path of a `&str` constant.
+    pub collection: Expr,
 }
 
 /// A checked `version = N`.
@@ -154,8 +154,8 @@ impl Args {
 /// The write-through keys as given, checked together once all are read.
 #[derive(Default)]
 struct WriteThrough {
-    store_in: Option<(Ident, LitStr)>,
-    store_all_in: Option<(Ident, LitStr)>,
+    store_in: Option<(Ident, Expr)>,
+    store_all_in: Option<(Ident, Expr)>,
     key: Option<(Ident, Expr)>,
     within: Option<(Ident, Expr)>,
 }
@@ -205,22 +205,25 @@ impl WriteThrough {
     }
 }
 
-/// `store_in = "..."` / `store_all_in = "..."`: a non-empty collection name.
-fn collection(key: &Ident, value: Option<Expr>) -> syn::Result<LitStr> {
-    let message = format!("`{key}` takes the name of a collection, like `{key} = \"products\"`");
-    let lit = match required(key, value, &message)? {
+/// `store_in = "..."` / `store_all_in = "..."`: a non-empty collection name, or the path of a
+/// constant holding one.
+fn collection(key: &Ident, value: Option<Expr>) -> syn::Result<Expr> {
+    let message = format!(
+        "`{key}` takes the name of a collection, like `{key} = \"products\"`, or the path of a `&str` constant"
+    );
+    match required(key, value, &message)? {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
-        }) => lit,
-        other => return Err(syn::Error::new_spanned(other, message)),
-    };
-    if lit.value().is_empty() {
-        return Err(syn::Error::new(
+        }) if lit.value().is_empty() => Err(syn::Error::new(
             lit.span(),
             "the collection name cannot be empty",
-        ));
+        )),
+        expr @ (Expr::Lit(ExprLit {
+            lit: Lit::Str(_), ..
+        })
+        | Expr::Path(_)) => Ok(expr),
+        other => Err(syn::Error::new_spanned(other, message)),
     }
-    Ok(lit)
 }
 
 /// `key = ...` / `within = ...`: a closure or the path of a function.
