@@ -513,14 +513,7 @@ impl<'a> Expansion<'a> {
                 #body
             },
             Some((store, key, within)) => {
-                // A key of the wrong type is reported on the key; an answer that is not a list
-                // for `store_all_in`, on the return type.
-                let span = if store.list {
-                    self.output_span
-                } else {
-                    key.span()
-                };
-                let private = self.private(span);
+                let private = self.private(Span::call_site());
                 let collection = &store.collection;
                 let body = quote!(async move {
                     #unpack

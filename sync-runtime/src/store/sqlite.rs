@@ -1423,6 +1423,33 @@ mod tests {
                 "SELECT key FROM data WHERE collection = 'a' ORDER BY key".to_owned(),
                 "INDEX sqlite_autoindex_data",
             ),
+            (
+                concat!(
+                    "SELECT ",
+                    pending_columns!(),
+                    " FROM pending_writes WHERE collection = 'a' AND key = 'b'"
+                )
+                .to_owned(),
+                "INDEX pending_writes_by_record",
+            ),
+            (
+                concat!(
+                    "SELECT ",
+                    pending_columns!(),
+                    " FROM pending_writes WHERE action = 'x' ORDER BY collection, key"
+                )
+                .to_owned(),
+                "PRIMARY KEY",
+            ),
+            (
+                "SELECT value FROM shadowed WHERE collection = 'a' AND key = 'b'".to_owned(),
+                "PRIMARY KEY",
+            ),
+            (
+                "SELECT collection, key FROM dead_writes WHERE action = 'x' ORDER BY collection, key"
+                    .to_owned(),
+                "PRIMARY KEY",
+            ),
         ];
         for (sql, expected) in cases {
             let plan = plan(&connection, &sql);
