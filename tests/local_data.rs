@@ -312,7 +312,7 @@ fn a_rejected_offline_add_disappears_and_the_event_names_it() {
     let report = block_on(device.service.replay()).expect("replay");
     assert_eq!(report.dead_lettered, 1);
     let p9 = RecordKey::new(PRODUCTS, "p9");
-    assert_eq!(report.rolled_back, [p9.clone()]);
+    assert_eq!(report.rolled_back, std::slice::from_ref(&p9));
     assert_eq!(device.local_one("p9"), None, "the rejected add is gone");
     assert_eq!(device.local(), server());
 
