@@ -266,15 +266,14 @@ where
 
 /// `store_in`: runs an action's body and writes its answer to `collection`, under
 /// `key(&answer)`, with the action's outcome.
-pub async fn store_answer<T, E, K>(
+pub async fn store_answer<T, E>(
     body: impl Future<Output = Result<T, E>>,
     collection: &'static str,
-    key: impl Fn(&T) -> K,
+    key: impl Fn(&T) -> String,
 ) -> Result<T, E>
 where
     T: serde::Serialize + DeserializeOwned,
     E: From<SyncError>,
-    K: Into<String>,
 {
     let answer = body.await?;
     if let Some(ctx) = ActionContext::current() {
@@ -287,17 +286,16 @@ where
 
 /// `store_all_in`: runs an action's body and makes its list answer the records of
 /// `collection` for which `within` holds (see [`Collection::refresh`](crate::Collection::refresh)).
-pub async fn store_all_answers<L, T, E, K>(
+pub async fn store_all_answers<L, T, E>(
     body: impl Future<Output = Result<L, E>>,
     collection: &'static str,
-    key: impl Fn(&T) -> K,
+    key: impl Fn(&T) -> String,
     within: impl Fn(&T) -> bool,
 ) -> Result<L, E>
 where
     for<'a> &'a L: IntoIterator<Item = &'a T>,
     T: serde::Serialize + DeserializeOwned,
     E: From<SyncError>,
-    K: Into<String>,
 {
     let answer = body.await?;
     if let Some(ctx) = ActionContext::current() {
