@@ -2,7 +2,8 @@
 //!
 //! The in-memory store ([`MemoryStore`](super::MemoryStore)) is the reference; these cases
 //! pin down what the rest of the runtime relies on: the queue's order and sequence numbers,
-//! query dedupe, retries and dead letters, atomic batches, last-write-wins, and reads.
+//! query dedupe, retries and dead letters, atomic batches, last-write-wins, pending writes that
+//! survive server writes and roll back with their buried action, and reads.
 //!
 //! Each case takes a fresh, empty store and panics with a message saying what differed, so it
 //! drops into any test harness. The cases use only the [`Store`] trait: no executor, threads
