@@ -308,7 +308,10 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
         .expect("write a record");
     tx.store("meta")
         .expect("meta")
-        .put(&JsValue::from(1), Some(&JsValue::from_str("schema_version")))
+        .put(
+            &JsValue::from(1),
+            Some(&JsValue::from_str("schema_version")),
+        )
         .await
         .expect("write the schema version");
     tx.done().await.expect("commit");
