@@ -386,10 +386,11 @@ fn status_and_events_tell_a_ui_what_happens() {
             SyncEvent::Synced { .. } => "synced",
             SyncEvent::DeadLettered { .. } => "dead",
             SyncEvent::Retrying { .. } => "retrying",
+            SyncEvent::RolledBack { .. } => "rolled back",
             _ => "other",
         });
     }
-    assert_eq!(seen, ["queued", "queued", "dead", "synced"]);
+    assert_eq!(seen, ["queued", "queued", "dead", "rolled back", "synced"]);
 
     let mut pending_seen = Vec::new();
     let mut syncing_seen = false;

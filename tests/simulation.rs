@@ -6,9 +6,12 @@
 //! Afterwards every action the user made must be applied on the (idempotent) simulated server
 //! exactly once and in the order it was made (with ordering scopes, one per key: in the order
 //! it was made among the calls of its key), or sit in the dead-letter store with a reason;
-//! the local data must hold, at every moment, the last write by the time the user acted, and
-//! what the server holds for every key whose last write reached it; and after each answer from
-//! the server, the device's corrected clock must read the server's within a second.
+//! the local data must hold, at every moment, the last write by the time the user acted that
+//! was not dead-lettered (a dead-lettered call's local write is rolled back); once the queue
+//! has drained, every local value must be the server's, or the roll-back target of a
+//! dead-lettered call the server applied anyway (its answer lost until the device gave up);
+//! and after each answer from the server, the device's corrected clock must read the
+//! server's within a second.
 
 use futures::executor::block_on;
 use std::cell::RefCell;
@@ -184,6 +187,7 @@ enum Outcome {
     RefusedOnline,
 }
 
+#[derive(Debug)]
 struct Call {
     id: ActionId,
     timestamp: Timestamp,
@@ -309,6 +313,12 @@ impl<S: Storage> World<S> {
                 "corrected clock {corrected}, server's {server_now}"
             );
         }
+        // Every call gets an id of its own, across restarts and clock changes: a repeated id
+        // would be answered by the server as the earlier call, and this one lost.
+        assert!(
+            self.calls.iter().all(|c| c.id != id),
+            "call id {id} was minted twice"
+        );
         self.calls.push(Call {
             id,
             timestamp,
@@ -376,13 +386,23 @@ impl<S: Storage> World<S> {
         block_on(self.service.replay()).expect("replay never fails on a healthy store");
     }
 
-    /// The calls that wrote locally, each key's last by the time the user acted (its stamp):
-    /// by the server's clock as the device knew it, so after a device clock found to be far
-    /// too fast, a later call can be stamped before the fast clock's.
-    fn last_writes(&self) -> HashMap<&str, &Call> {
+    /// The ids of the dead letters, with their reasons.
+    fn dead(&self) -> HashMap<ActionId, DeadReason> {
+        block_on(self.service.dead_letters())
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.action.id, d.reason))
+            .collect()
+    }
+
+    /// The calls whose local write stands, each key's last by the time the user acted (its
+    /// stamp): by the server's clock as the device knew it, so after a device clock found to
+    /// be far too fast, a later call can be stamped before the fast clock's. A dead-lettered
+    /// call's write was rolled back, so it does not stand.
+    fn last_writes(&self, dead: &HashMap<ActionId, DeadReason>) -> HashMap<&str, &Call> {
         let mut last: HashMap<&str, &Call> = HashMap::new();
         for call in &self.calls {
-            if matches!(call.outcome, Outcome::RefusedOnline) {
+            if matches!(call.outcome, Outcome::RefusedOnline) || dead.contains_key(&call.id) {
                 continue;
             }
             let newer = last
@@ -395,25 +415,35 @@ impl<S: Storage> World<S> {
         last
     }
 
-    /// At every moment, the local value of a key is the one the user wrote last: a replayed
-    /// earlier call never overwrites a later offline edit.
-    fn check_local_view(&self, seed: u64) {
-        let local: HashMap<String, i64> = block_on(self.service.collection::<i64>("values").list())
+    fn local_values(&self) -> HashMap<String, i64> {
+        block_on(self.service.collection::<i64>("values").list())
             .unwrap()
             .into_iter()
-            .collect();
+            .collect()
+    }
+
+    /// At every moment, the local value of a key is the one the user wrote last: a replayed
+    /// earlier call never overwrites a later offline edit, and a dead-lettered call's write
+    /// gives way to the one before it (no record if there was none).
+    fn check_local_view(&self, seed: u64) {
+        let local = self.local_values();
         let expected: HashMap<&str, i64> = self
-            .last_writes()
+            .last_writes(&self.dead())
             .into_iter()
             .map(|(key, call)| (key, call.value))
             .collect();
-        for (key, value) in expected {
+        for (key, value) in &local {
             assert_eq!(
-                local.get(key),
-                Some(&value),
+                expected.get(key.as_str()),
+                Some(value),
                 "seed {seed}: local value of {key}"
             );
         }
+        assert_eq!(
+            expected.len(),
+            local.len(),
+            "seed {seed}: local keys {local:?}, expected {expected:?}"
+        );
         let queued = block_on(self.service.queued()).unwrap().len() as u64;
         let counts = block_on(self.service.store().counts()).unwrap();
         assert_eq!(
@@ -433,11 +463,7 @@ impl<S: Storage> World<S> {
             log.len(),
             "seed {seed}: an action was applied twice"
         );
-        let dead: HashMap<ActionId, DeadReason> = block_on(self.service.dead_letters())
-            .unwrap()
-            .into_iter()
-            .map(|d| (d.action.id, d.reason))
-            .collect();
+        let dead = self.dead();
         for call in &self.calls {
             let applied = applied_once.contains(&call.id);
             match call.outcome {
@@ -498,24 +524,41 @@ impl<S: Storage> World<S> {
             }
         }
 
-        // Local data agrees with the server wherever the key's last call reached the server.
-        let local: HashMap<String, i64> = block_on(self.service.collection::<i64>("values").list())
-            .unwrap()
-            .into_iter()
-            .collect();
-        for (key, call) in self.last_writes() {
+        // Local data agrees with the server wherever the key's last standing call reached the
+        // server.
+        let local = self.local_values();
+        for (key, call) in self.last_writes(&dead) {
             if applied_once.contains(&call.id) {
-                assert_eq!(
-                    server_values.get(key).map(|(value, _)| value),
-                    Some(&call.value),
-                    "seed {seed}: server value of {key}"
-                );
                 assert_eq!(
                     local.get(key),
                     Some(&call.value),
-                    "seed {seed}: local value of {key}"
+                    "seed {seed}: local value of {key}; its calls: {:#?}; dead: {dead:?}; applied in order: {log:?}",
+                    self.calls.iter().filter(|c| c.key == key).collect::<Vec<_>>()
                 );
             }
+        }
+        // The queue has drained: every local value is the server's, unless the server's was
+        // written by a call the device dead-lettered (it gave up while the answers were
+        // lost): then the local value is that call's roll-back target, the standing write.
+        let keys: HashSet<&String> = local.keys().chain(server_values.keys()).collect();
+        for key in keys {
+            let server = server_values.get(key);
+            if local.get(key) == server.map(|(value, _)| value) {
+                continue;
+            }
+            let written_by_dead = server.is_some_and(|(_, (_, id))| dead.contains_key(id));
+            assert!(
+                written_by_dead,
+                "seed {seed}: local {:?} and server {:?} differ for {key}",
+                local.get(key),
+                server
+            );
+            let standing = self.last_writes(&dead).get(key.as_str()).map(|c| c.value);
+            assert_eq!(
+                local.get(key).copied(),
+                standing,
+                "seed {seed}: {key} is not the roll-back target"
+            );
         }
     }
 }

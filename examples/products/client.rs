@@ -1,8 +1,8 @@
 //! The client: five server actions made offline-first with `#[offline_action]`.
 //!
 //! Each body is the online path: an HTTP request to the products server carrying the action
-//! id (the idempotency key) and the time the user acted, whose answer is written to the local
-//! `products` collection. Each local handler is the offline path: it reads and writes that
+//! id (the idempotency key) and the time the user acted; `store_in`/`store_all_in` write its
+//! answer to the local `products` collection. Each local handler is the offline path: it reads and writes that
 //! collection, so a product added offline shows at once in an offline `get_products`. Writes
 //! carry the action's timestamp, so the store keeps, per product, the change the user made
 //! last.
@@ -12,15 +12,13 @@ use crate::model::{
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 use sync_runtime::store::SqliteStore;
 use sync_runtime::{
-    http, offline_action, ActionContext, ActionKind, ClassifyError, Clock, Collection,
-    ManualConnectivity, RetryPolicy, SyncError, SyncService, SyncStatus, SystemClock, Timestamp,
-    TokioExecutor,
+    http, offline_action, ActionContext, ClassifyError, Clock, Collection, ManualConnectivity,
+    RetryPolicy, SyncError, SyncService, SyncStatus, SystemClock, Timestamp, TokioExecutor,
 };
 
 /// The local collection the actions keep products in, keyed by product id.
@@ -61,14 +59,19 @@ impl ClassifyError for AppError {
 }
 
 /// Lists a tenant's products. Offline: the products in the local store, including what was
-/// changed offline.
-#[offline_action(query, local = get_products_locally)]
+/// changed offline. Online, the answer becomes the tenant's local products; those with changes
+/// still waiting in the queue keep them until the changes have replayed.
+#[offline_action(
+    query,
+    local = get_products_locally,
+    store_all_in = PRODUCTS,
+    key = |p: &Product| p.id.clone(),
+    within = |p: &Product| p.tenant_id == tenant_id
+)]
 pub async fn get_products(tenant_id: String) -> Result<Vec<Product>, AppError> {
     let cx = context()?;
     let request = Api::of(&cx)?.request(&cx, Method::GET, &["products"])?;
-    let products: Vec<Product> = send(request.query(&[("tenant", &tenant_id)])).await?;
-    mirror(&cx, &tenant_id, &products).await?;
-    Ok(products)
+    send(request.query(&[("tenant", &tenant_id)])).await
 }
 
 async fn get_products_locally(tenant_id: String) -> Result<Vec<Product>, AppError> {
@@ -77,7 +80,7 @@ async fn get_products_locally(tenant_id: String) -> Result<Vec<Product>, AppErro
 }
 
 /// Adds a product to a tenant's catalogue.
-#[offline_action(local = add_product_locally)]
+#[offline_action(local = add_product_locally, store_in = PRODUCTS, key = |p: &Product| p.id.clone())]
 pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
     let cx = context()?;
     let body = CreateProduct {
@@ -87,9 +90,7 @@ pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<Produ
         price_cents: product.price_cents,
     };
     let request = Api::of(&cx)?.request(&cx, Method::POST, &["products"])?;
-    let created: Product = send(request.json(&body)).await?;
-    remember(&cx, &created).await?;
-    Ok(created)
+    send(request.json(&body)).await
 }
 
 async fn add_product_locally(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
@@ -104,20 +105,20 @@ async fn add_product_locally(tenant_id: String, product: NewProduct) -> Result<P
         price_cents: product.price_cents,
         updated_at: cx.timestamp().as_millis(),
     };
-    remember(&cx, &created).await?;
+    cx.collection(PRODUCTS)
+        .put(created.id.clone(), &created)
+        .await?;
     Ok(created)
 }
 
 /// Changes a product's price; answers with the product as it is now (a later change by
 /// someone else may have won).
-#[offline_action(local = update_price_locally)]
+#[offline_action(local = update_price_locally, store_in = PRODUCTS, key = |p: &Product| p.id.clone())]
 pub async fn update_price(product_id: String, price_cents: i64) -> Result<Product, AppError> {
     let cx = context()?;
     let path = ["products", product_id.as_str(), "price"];
     let request = Api::of(&cx)?.request(&cx, Method::PUT, &path)?;
-    let product: Product = send(request.json(&PriceChange { price_cents })).await?;
-    remember(&cx, &product).await?;
-    Ok(product)
+    send(request.json(&PriceChange { price_cents })).await
 }
 
 async fn update_price_locally(product_id: String, price_cents: i64) -> Result<Product, AppError> {
@@ -178,12 +179,6 @@ fn context() -> Result<ActionContext, AppError> {
         .ok_or_else(|| AppError::Invalid("the products actions run inside an action".into()))
 }
 
-async fn remember(cx: &ActionContext, product: &Product) -> Result<(), AppError> {
-    let products = cx.collection::<Product>(PRODUCTS);
-    products.put(product.id.clone(), product).await?;
-    Ok(())
-}
-
 async fn local_products(
     products: &Collection<Product>,
     tenant_id: &str,
@@ -197,39 +192,6 @@ async fn local_products(
         .collect();
     list.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
     Ok(list)
-}
-
-/// Makes the local products of a tenant what the server listed, except products with changes
-/// still waiting in the queue: the server has not seen those changes yet, so its list must
-/// not overwrite them, even when it is newer than they are.
-async fn mirror(cx: &ActionContext, tenant_id: &str, listed: &[Product]) -> Result<(), AppError> {
-    let waiting = products_with_waiting_changes(cx.service()).await?;
-    let products = cx.collection::<Product>(PRODUCTS);
-    for product in listed.iter().filter(|p| !waiting.contains(&p.id)) {
-        products.put(product.id.clone(), product).await?;
-    }
-    for stale in local_products(&products, tenant_id).await? {
-        let gone = !listed.iter().any(|p| p.id == stale.id);
-        if gone && !waiting.contains(&stale.id) {
-            products.delete(stale.id).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn products_with_waiting_changes(service: &SyncService) -> Result<HashSet<String>, AppError> {
-    let queued = service.queued().await?;
-    Ok(queued
-        .iter()
-        .filter(|action| action.kind == ActionKind::Mutation)
-        .filter_map(|action| {
-            let params: serde_json::Value = serde_json::from_str(&action.params).ok()?;
-            let id = params
-                .get("product_id")
-                .or_else(|| params.get("product")?.get("id"))?;
-            Some(id.as_str()?.to_owned())
-        })
-        .collect())
 }
 
 /// Sends a request and reads a JSON answer (`()` for an empty one); a status that is not a

@@ -1,5 +1,6 @@
 //! The attribute's arguments: `#[offline_action(name = "...", version = N, query, local = path,
-//! scope = expr, params = Ident, crate = path)]`.
+//! scope = expr, params = Ident, store_in = "...", store_all_in = "...", key = closure,
+//! within = closure, crate = path)]`.
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
@@ -10,7 +11,7 @@ use syn::{Expr, ExprLit, ExprPath, Ident, Lit, LitInt, LitStr, Path, Token};
 use crate::valid::Errors;
 
 /// The keys the attribute understands, in the order the documentation lists them.
-const KEYS: &str = "`name`, `version`, `query`, `local`, `scope`, `params`, `crate`";
+const KEYS: &str = "`name`, `version`, `query`, `local`, `scope`, `params`, `store_in`, `store_all_in`, `key`, `within`, `crate`";
 
 /// The parsed attribute. Every field is `None` when its key was not given.
 #[derive(Default)]
@@ -27,8 +28,22 @@ pub(crate) struct Args {
     pub scope: Option<Expr>,
     /// `params = Ident`: the name of the generated parameters struct.
     pub params: Option<Ident>,
+    /// `store_in = "..."` or `store_all_in = "..."`: the collection the answer is written to.
+    pub store: Option<Store>,
+    /// `key = closure`: the key of a record of the answer.
+    pub key: Option<Expr>,
+    /// `within = closure`: which stored records a list answer replaces.
+    pub within: Option<Expr>,
     /// `crate = path`: where `sync_runtime` is, for crates that re-export it.
     pub krate: Option<Path>,
+}
+
+/// A checked write-through: `store_in` or `store_all_in`, its collection and `key`.
+pub(crate) struct Store {
+    /// `store_in` (one record) or `store_all_in` (a list).
+    pub list: bool,
+    /// The collection's name: a string literal, or the path of a `&str` constant.
+    pub collection: Expr,
 }
 
 /// A checked `version = N`.
@@ -45,15 +60,17 @@ impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut args = Args::default();
         let mut errors = Errors::default();
+        let mut write_through = WriteThrough::default();
         parse_pairs(
             input,
             &format!("expected an argument: one of {KEYS}"),
             |key, value| {
-                if let Err(error) = args.set(key, value) {
+                if let Err(error) = args.set(key, value, &mut write_through) {
                     errors.push(error);
                 }
             },
         )?;
+        write_through.check(&mut args, &mut errors);
         errors.finish()?;
         Ok(args)
     }
@@ -87,7 +104,12 @@ pub(crate) fn parse_pairs(
 
 impl Args {
     /// Stores one `key [= value]`, checking the value.
-    fn set(&mut self, key: &Ident, value: Option<Expr>) -> syn::Result<()> {
+    fn set(
+        &mut self,
+        key: &Ident,
+        value: Option<Expr>,
+        write_through: &mut WriteThrough,
+    ) -> syn::Result<()> {
         let name = key.unraw().to_string();
         let seen = match name.as_str() {
             "name" => self.name.is_some(),
@@ -96,6 +118,10 @@ impl Args {
             "local" => self.local.is_some(),
             "scope" => self.scope.is_some(),
             "params" => self.params.is_some(),
+            "store_in" => write_through.store_in.is_some(),
+            "store_all_in" => write_through.store_all_in.is_some(),
+            "key" => write_through.key.is_some(),
+            "within" => write_through.within.is_some(),
             "crate" => self.krate.is_some(),
             _ => {
                 return Err(syn::Error::new(
@@ -117,9 +143,103 @@ impl Args {
             "local" => self.local = Some(local(key, value)?),
             "scope" => self.scope = Some(scope(key, value)?),
             "params" => self.params = Some(params(key, value)?),
+            "store_in" => write_through.store_in = Some((key.clone(), collection(key, value)?)),
+            "store_all_in" => {
+                write_through.store_all_in = Some((key.clone(), collection(key, value)?));
+            }
+            "key" => write_through.key = Some((key.clone(), closure(key, value)?)),
+            "within" => write_through.within = Some((key.clone(), closure(key, value)?)),
             _ => self.krate = Some(krate(key, value)?),
         }
         Ok(())
+    }
+}
+
+/// The write-through keys as given, checked together once all are read.
+#[derive(Default)]
+struct WriteThrough {
+    store_in: Option<(Ident, Expr)>,
+    store_all_in: Option<(Ident, Expr)>,
+    key: Option<(Ident, Expr)>,
+    within: Option<(Ident, Expr)>,
+}
+
+impl WriteThrough {
+    /// Checks that the keys fit together and moves them into `args`.
+    fn check(self, args: &mut Args, errors: &mut Errors) {
+        let WriteThrough {
+            store_in,
+            store_all_in,
+            key,
+            within,
+        } = self;
+        if let (Some(_), Some((second, _))) = (&store_in, &store_all_in) {
+            errors.push(syn::Error::new(
+                second.span(),
+                "give `store_in` (the answer is one record) or `store_all_in` (the answer is a list), not both",
+            ));
+        }
+        let store = store_in
+            .map(|(ident, lit)| (ident, lit, false))
+            .or(store_all_in.map(|(ident, lit)| (ident, lit, true)));
+        match (&store, &key) {
+            (Some((ident, ..)), None) => errors.push(syn::Error::new(
+                ident.span(),
+                format!(
+                    "`{ident}` needs `key`, the key of a stored record, like `key = |product: &Product| product.id.clone()`"
+                ),
+            )),
+            (None, Some((ident, _))) => errors.push(syn::Error::new(
+                ident.span(),
+                "`key` says under which key `store_in` or `store_all_in` stores the answer; add one of them",
+            )),
+            _ => {}
+        }
+        if let Some((ident, _)) = &within {
+            if !matches!(store, Some((_, _, true))) {
+                errors.push(syn::Error::new(
+                    ident.span(),
+                    "`within` says which stored records a list answer replaces; it needs `store_all_in`",
+                ));
+            }
+        }
+        args.store = store.map(|(_, collection, list)| Store { list, collection });
+        args.key = key.map(|(_, expr)| expr);
+        args.within = within.map(|(_, expr)| expr);
+    }
+}
+
+/// `store_in = "..."` / `store_all_in = "..."`: a non-empty collection name, or the path of a
+/// constant holding one.
+fn collection(key: &Ident, value: Option<Expr>) -> syn::Result<Expr> {
+    let message = format!(
+        "`{key}` takes the name of a collection, like `{key} = \"products\"`, or the path of a `&str` constant"
+    );
+    match required(key, value, &message)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) if lit.value().is_empty() => Err(syn::Error::new(
+            lit.span(),
+            "the collection name cannot be empty",
+        )),
+        expr @ (Expr::Lit(ExprLit {
+            lit: Lit::Str(_), ..
+        })
+        | Expr::Path(_)) => Ok(expr),
+        other => Err(syn::Error::new_spanned(other, message)),
+    }
+}
+
+/// `key = ...` / `within = ...`: a closure or the path of a function.
+fn closure(key: &Ident, value: Option<Expr>) -> syn::Result<Expr> {
+    let message = if key == "key" {
+        "`key` takes a closure from a record of the answer to its key, like `key = |product: &Product| product.id.clone()`"
+    } else {
+        "`within` takes a closure saying whether a stored record belongs to the listed set, like `within = |product: &Product| product.tenant_id == tenant_id`"
+    };
+    match required(key, value, message)? {
+        expr @ (Expr::Closure(_) | Expr::Path(_)) => Ok(expr),
+        other => Err(syn::Error::new_spanned(other, message)),
     }
 }
 

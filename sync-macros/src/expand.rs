@@ -9,7 +9,7 @@ use syn::{
     Attribute, FnArg, Ident, Item, ItemFn, ItemImpl, LitInt, LitStr, Pat, PatIdent, PatType,
 };
 
-use crate::args::Args;
+use crate::args::{Args, Store};
 use crate::impl_block::{self, Owner};
 use crate::owned;
 use crate::signature::{self, source_text, ActionFn, Arg, Shape};
@@ -110,6 +110,8 @@ struct Expansion<'a> {
     scope: Option<&'a syn::Expr>,
     /// The type whose `impl` block holds the function, for an associated fn.
     owner: Option<&'a Owner>,
+    /// `store_in`/`store_all_in` with `key` and `within`: where the answer is written.
+    store: Option<(&'a Store, &'a syn::Expr, Option<&'a syn::Expr>)>,
     /// The parameters struct.
     params: Ident,
     /// The action type.
@@ -137,6 +139,11 @@ impl<'a> Expansion<'a> {
         Expansion {
             func,
             owner,
+            store: args
+                .store
+                .as_ref()
+                .zip(args.key.as_ref())
+                .map(|(store, key)| (store, key, args.within.as_ref())),
             krate: args
                 .krate
                 .as_ref()
@@ -527,12 +534,43 @@ impl<'a> Expansion<'a> {
                     },
                 )
             };
+        let run = match self.store {
+            None => quote! {
+                #unpack
+                #body
+            },
+            Some((store, key, within)) => {
+                let private = self.private(Span::call_site());
+                let collection = &store.collection;
+                let body = quote!(async move {
+                    #unpack
+                    #body
+                });
+                if store.list {
+                    // `within` may name the arguments: bind copies of them for it.
+                    let has_args = self.func.args().next().is_some();
+                    let copies = within.filter(|_| has_args).map(|_| {
+                        let fields = self.func.args().map(Arg::ident);
+                        quote! {
+                            #[allow(unused_variables)]
+                            let #params { #(#fields),* } = ::core::clone::Clone::clone(&#params_var);
+                        }
+                    });
+                    let within = within.map_or_else(|| quote!(|_| true), ToTokens::to_token_stream);
+                    quote! {
+                        #copies
+                        #private::store_all_answers(#body, #collection, #key, #within).await
+                    }
+                } else {
+                    quote!(#private::store_answer(#body, #collection, #key).await)
+                }
+            }
+        };
         quote! {
             #(#lints)*
             fn server(#input: #params) -> #future {
                 async move {
-                    #unpack
-                    #body
+                    #run
                 }
             }
         }

@@ -414,6 +414,26 @@ pub async fn set_stock(product_id: &str, count: u32) -> Result<(), AppError> {
 "#
 );
 
+expansion!(
+    store_in,
+    r#"
+#[offline_action(local = add_product_locally, store_in = "products", key = |p: &Product| p.id.clone())]
+pub async fn add_product(tenant_id: String, product: NewProduct) -> Result<Product, AppError> {
+    api::post(&tenant_id, &product).await
+}
+"#
+);
+
+expansion!(
+    store_all_in,
+    r#"
+#[offline_action(query, store_all_in = "products", key = |p: &Product| p.id.clone(), within = |p: &Product| p.tenant_id == tenant_id)]
+pub async fn get_products(tenant_id: String) -> Result<Vec<Product>, AppError> {
+    api::get(&tenant_id).await
+}
+"#
+);
+
 rejects!(
     scope_errors,
     r#"
@@ -423,10 +443,34 @@ pub async fn add(a: u8) -> Result<(), AppError> { todo!() }
 );
 
 rejects!(
+    write_through_misuse,
+    r#"
+#[offline_action(store_in = "", store_all_in = "b", within = |p: &P| true, key = 3)]
+pub async fn add() -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
     scope_return,
     r#"
 #[offline_action(scope = return, version = 2)]
 pub async fn add(a: u8) -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    write_through_missing_parts,
+    r#"
+#[offline_action(store_in = 3, within = |p: &P| true)]
+pub async fn add() -> Result<(), AppError> { todo!() }
+"#
+);
+
+rejects!(
+    key_without_store,
+    r#"
+#[offline_action(key = |p: &P| p.id.clone())]
+pub async fn add() -> Result<P, AppError> { todo!() }
 "#
 );
 

@@ -308,12 +308,7 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
     /// Writes a record (last-write-wins by the action's timestamp).
     pub async fn put(&self, key: impl Into<String>, value: &T) -> Result<(), SyncError> {
         let key = key.into();
-        let json = serde_json::to_string(value).map_err(|e| {
-            SyncError::serde(
-                format!("encode record `{key}` of collection `{}`", self.name),
-                e,
-            )
-        })?;
+        let json = self.encode(&key, value)?;
         self.write(key, Some(json)).await
     }
 
@@ -322,26 +317,100 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
         self.write(key.into(), None).await
     }
 
+    /// Makes the collection hold what the server listed: puts each listed record under
+    /// `key(record)`, and deletes every stored record for which `within` holds that the list
+    /// does not hold (`|_| true`: the list is the whole collection; a filter such as
+    /// `|p| p.tenant_id == tenant` when the list is one tenant's). A record that no longer
+    /// decodes as `T` is left alone.
+    ///
+    /// Records that queued calls wrote keep their pending values: the store keeps the
+    /// server's aside until those calls have replayed (see
+    /// [the store docs](crate::store#local-data-that-stays-true)), so a refresh never hides a
+    /// change waiting to sync. `#[offline_action(store_all_in = "...", key = ..., within =
+    /// ...)]` calls this with an action's answer.
+    ///
+    /// ```
+    /// # use sync_runtime::{MemoryStore, ManualConnectivity, SyncService};
+    /// # futures::executor::block_on(async {
+    /// # let service = SyncService::builder()
+    /// #     .store(MemoryStore::new())
+    /// #     .connectivity(ManualConnectivity::new(true))
+    /// #     .build()?;
+    /// let notes = service.collection::<(String, String)>("notes");
+    /// notes.put("stale", &("stale".to_owned(), "gone from the server".to_owned())).await?;
+    /// let listed = [("a".to_owned(), "first".to_owned())];
+    /// notes.refresh(&listed, |(id, _)| id.clone(), |_| true).await?;
+    /// assert_eq!(notes.list().await?, [("a".to_owned(), listed[0].clone())]);
+    /// # Ok::<(), sync_runtime::SyncError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn refresh<'a, K>(
+        &self,
+        listed: impl IntoIterator<Item = &'a T>,
+        key: impl Fn(&T) -> K,
+        within: impl Fn(&T) -> bool,
+    ) -> Result<(), SyncError>
+    where
+        T: 'a,
+        K: Into<String>,
+    {
+        let mut writes: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for record in listed {
+            let key = key(record).into();
+            let json = self.encode(&key, record)?;
+            writes.insert(key, Some(json));
+        }
+        for (stored_key, record) in self.service.store().scan(&self.name).await? {
+            let Some(json) = record.value else { continue };
+            if writes.contains_key(&stored_key) {
+                continue;
+            }
+            if let Ok(value) = serde_json::from_str::<T>(&json) {
+                if within(&value) {
+                    writes.insert(stored_key, None);
+                }
+            }
+        }
+        self.write_all(writes.into_iter().collect()).await
+    }
+
+    fn encode(&self, key: &str, value: &T) -> Result<String, SyncError> {
+        serde_json::to_string(value).map_err(|e| {
+            SyncError::serde(
+                format!("encode record `{key}` of collection `{}`", self.name),
+                e,
+            )
+        })
+    }
+
     async fn write(&self, key: String, value: Option<String>) -> Result<(), SyncError> {
+        self.write_all(vec![(key, value)]).await
+    }
+
+    /// Writes records together: with the action's outcome inside an action, else at once in
+    /// one batch stamped with the current time.
+    async fn write_all(&self, records: Vec<(String, Option<String>)>) -> Result<(), SyncError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let stamp = match &self.action {
+            Some(action) => action.stamp(),
+            None => self.service.new_stamp(),
+        };
+        let writes = records.into_iter().map(|(key, value)| Write {
+            collection: self.name.clone(),
+            key,
+            value,
+            stamp,
+        });
         match &self.action {
             Some(action) => {
-                action.writes().push(Write {
-                    collection: self.name.clone(),
-                    key,
-                    value,
-                    stamp: action.stamp(),
-                });
+                action.writes().extend(writes);
                 Ok(())
             }
             None => {
-                let stamp = self.service.new_stamp();
                 let mut batch = crate::store::Batch::new();
-                batch.writes.push(Write {
-                    collection: self.name.clone(),
-                    key,
-                    value,
-                    stamp,
-                });
+                batch.writes.extend(writes);
                 self.service.store().apply(batch).await?;
                 Ok(())
             }

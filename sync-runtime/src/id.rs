@@ -65,6 +65,10 @@ impl IdMinter {
         let counter = (rand_a << 30) | (rand_b >> 32);
         if self.last.is_none_or(|last| last < (millis, counter)) {
             self.last = Some((millis, counter));
+            // The ids after a floor count up from it: their random tails are what keeps them
+            // apart from the ids an earlier run minted above the same floor (a call it
+            // completed or dead-lettered, no longer queued), so they must not repeat.
+            self.reseed();
         }
     }
 
@@ -121,6 +125,22 @@ mod tests {
         let mut fresh = IdMinter::new();
         fresh.floor(uuid::Uuid::nil());
         assert!(fresh.mint(1_750_000_000_000) > uuid::Uuid::nil());
+    }
+
+    #[test]
+    fn two_runs_floored_at_the_same_id_mint_different_ids() {
+        // A run mints above the queue's last id; that call leaves the queue (replayed, or
+        // dead-lettered while calls of other scopes stay queued); the next run floors at the
+        // same id with the clock no later: its ids must not repeat the earlier run's.
+        let queued = IdMinter::new().mint(1_750_000_000_000);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let mut run = IdMinter::new();
+            run.floor(queued);
+            let next = run.mint(1_750_000_000_000);
+            assert!(next > queued);
+            assert!(seen.insert(next), "{next} minted twice");
+        }
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub use retry::RetryPolicy;
 #[cfg(not(target_arch = "wasm32"))]
 pub use service::default_database_path;
 pub use service::{Executor, Migration, ReplayReport, SyncService, SyncServiceBuilder};
-pub use status::{ScopeWait, SyncEvent, SyncStatus};
+pub use status::{Rejection, ScopeWait, SyncEvent, SyncStatus};
 pub use store::{MemoryStore, Store};
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 pub use store::{SqliteOptions, SqliteStore};

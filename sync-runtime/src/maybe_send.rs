@@ -22,6 +22,10 @@ mod imp {
 
     /// A value of any type: `Send + Sync` on native targets.
     pub(crate) type AnyValue = Box<dyn core::any::Any + Send + Sync>;
+
+    /// A shared async callback: `Send + Sync` on native targets.
+    pub(crate) type Hook<T> =
+        std::sync::Arc<dyn Fn(T) -> super::BoxFuture<'static, ()> + Send + Sync>;
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -42,9 +46,12 @@ mod imp {
 
     /// A value of any type: `Send + Sync` on native targets.
     pub(crate) type AnyValue = Box<dyn core::any::Any>;
+
+    /// A shared async callback: `Send + Sync` on native targets.
+    pub(crate) type Hook<T> = std::sync::Arc<dyn Fn(T) -> super::BoxFuture<'static, ()>>;
 }
 
-pub(crate) use imp::AnyValue;
+pub(crate) use imp::{AnyValue, Hook};
 pub use imp::{BoxFuture, Listener, MaybeSend, MaybeSync};
 
 /// Boxes a future into a [`BoxFuture`].

@@ -287,6 +287,48 @@ where
     handler.call_with(args)
 }
 
+/// `store_in`: runs an action's body and writes its answer to `collection`, under
+/// `key(&answer)`, with the action's outcome.
+pub async fn store_answer<T, E>(
+    body: impl Future<Output = Result<T, E>>,
+    collection: &'static str,
+    key: impl Fn(&T) -> String,
+) -> Result<T, E>
+where
+    T: serde::Serialize + DeserializeOwned,
+    E: From<SyncError>,
+{
+    let answer = body.await?;
+    if let Some(ctx) = ActionContext::current() {
+        ctx.collection::<T>(collection)
+            .put(key(&answer), &answer)
+            .await?;
+    }
+    Ok(answer)
+}
+
+/// `store_all_in`: runs an action's body and makes its list answer the records of
+/// `collection` for which `within` holds (see [`Collection::refresh`](crate::Collection::refresh)).
+pub async fn store_all_answers<L, T, E>(
+    body: impl Future<Output = Result<L, E>>,
+    collection: &'static str,
+    key: impl Fn(&T) -> String,
+    within: impl Fn(&T) -> bool,
+) -> Result<L, E>
+where
+    for<'a> &'a L: IntoIterator<Item = &'a T>,
+    T: serde::Serialize + DeserializeOwned,
+    E: From<SyncError>,
+{
+    let answer = body.await?;
+    if let Some(ctx) = ActionContext::current() {
+        ctx.collection::<T>(collection)
+            .refresh(&answer, key, within)
+            .await?;
+    }
+    Ok(answer)
+}
+
 /// The generated local handler of a query without `local = ...`: the response cached for these
 /// parameters while online, or [`SyncError::NotCached`].
 pub async fn cached_response<A: Action>(params: A::Params) -> Result<A::Output, A::Error> {

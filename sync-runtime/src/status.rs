@@ -1,7 +1,7 @@
 //! What a UI shows: how many changes wait, whether a sync is running, what went wrong; and the
 //! events behind it.
 
-use crate::store::{DeadReason, QueuedAction};
+use crate::store::{DeadLetter, DeadReason, QueuedAction, RecordKey};
 use crate::{ActionId, Timestamp};
 use futures_channel::mpsc;
 use std::sync::{Mutex, MutexGuard};
@@ -106,6 +106,31 @@ pub enum SyncEvent {
         /// What happened, in words.
         message: String,
     },
+    /// A call moved to the dead-letter store had written local data (through its local
+    /// handler, while offline): those records were put back to what they held before it
+    /// (or to the server's value written since). Follows its
+    /// [`DeadLettered`](SyncEvent::DeadLettered).
+    RolledBack {
+        /// The call's id.
+        id: ActionId,
+        /// The action's name.
+        name: String,
+        /// The records restored. A record a later queued call wrote too keeps that call's
+        /// value and is not listed.
+        records: Vec<RecordKey>,
+    },
+}
+
+/// A queued call that will not be replayed: what
+/// [`SyncServiceBuilder::on_rejected`](crate::SyncServiceBuilder::on_rejected) hooks receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rejection {
+    /// The dead letter, with the reason (a permanent error from the server is
+    /// [`DeadReason::Rejected`]) and the call's parameters.
+    pub dead_letter: DeadLetter,
+    /// The local records rolled back, as in [`SyncEvent::RolledBack`].
+    pub rolled_back: Vec<RecordKey>,
 }
 
 /// Holds the status and fans out changes and events to subscribers.

@@ -346,6 +346,61 @@ fn an_unreadable_row_can_be_set_aside() {
     assert_eq!(block_on(store.counts()).expect("counts").dead, 2);
 }
 
+/// A queued call set aside as unreadable takes its local writes back, like any call that
+/// will not be replayed; a damaged pending-write row fails with an error naming it.
+#[test]
+fn a_call_set_aside_rolls_back_its_local_writes() {
+    let (_dir, path) = temp_file("set-aside-writes.sqlite3");
+    let store = open(&path);
+    let mut batch = Batch::new();
+    batch.writes.push(Write {
+        stamp: Stamp {
+            timestamp: Timestamp(1_002),
+            action: id(2),
+        },
+        ..put("products", "p1", "added offline", 1_002)
+    });
+    batch.enqueue = Some(mutation(2));
+    apply(&store, batch);
+    let raw = rusqlite::Connection::open(&path).expect("open raw");
+    raw.execute(
+        &format!(
+            "UPDATE queue SET kind = 'subscription' WHERE id = '{}'",
+            id(2)
+        ),
+        [],
+    )
+    .expect("damage the row");
+    block_on(store.set_aside_unreadable(Timestamp(9_000)))
+        .expect("set aside")
+        .expect("a row was unreadable");
+    assert_eq!(
+        block_on(store.get("products", "p1")).expect("read"),
+        None,
+        "the set-aside call's record is rolled back"
+    );
+
+    let mut batch = Batch::new();
+    batch.writes.push(Write {
+        stamp: Stamp {
+            timestamp: Timestamp(1_003),
+            action: id(3),
+        },
+        ..put("products", "p2", "added offline", 1_003)
+    });
+    batch.enqueue = Some(mutation(3));
+    apply(&store, batch);
+    raw.execute("UPDATE pending_writes SET timestamp = 'soon'", [])
+        .expect("damage the pending write");
+    let mut complete = Batch::new();
+    complete.complete = Some(id(3));
+    let error = block_on(store.apply(complete)).expect_err("a damaged row fails");
+    assert!(
+        error.to_string().contains("pending write"),
+        "the error names the row: {error}"
+    );
+}
+
 /// A file written by the previous schema (version 1) opens, is upgraded in place, and keeps
 /// everything: the queue (in id order, time-to-live counted from when the user acted), the
 /// dead letters and the local data.

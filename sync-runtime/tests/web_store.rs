@@ -263,3 +263,101 @@ async fn a_database_from_a_newer_version_is_incompatible() {
     drop(lazy);
     delete(&name).await;
 }
+
+/// A database created by schema version 1 (before local data was kept true) is upgraded in
+/// place: its records stay, and the object stores of version 2 work on them.
+#[wasm_bindgen_test]
+async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
+    use rexie::{Index, ObjectStore, Rexie, TransactionMode};
+    let name = fresh_name("v1");
+    // The object stores version 1 created.
+    let v1 = Rexie::builder(&name)
+        .version(1)
+        .add_object_store(
+            ObjectStore::new("queue")
+                .key_path("seq")
+                .add_index(Index::new("by_id", "id").unique(true))
+                .add_index(Index::new_array("by_query", ["kind", "name", "params"])),
+        )
+        .add_object_store(
+            ObjectStore::new("dead_letters")
+                .key_path("dead_seq")
+                .add_index(Index::new("by_id", "action.id")),
+        )
+        .add_object_store(ObjectStore::new("records").key_path_array(["collection", "key"]))
+        .add_object_store(ObjectStore::new("meta"))
+        .build()
+        .await
+        .expect("create a version 1 database");
+    let record = js_sys::Object::new();
+    for (field, value) in [
+        ("collection", JsValue::from_str("products")),
+        ("key", JsValue::from_str("p1")),
+        ("value", JsValue::from_str("v0")),
+        ("timestamp", JsValue::from_f64(5.0)),
+        ("action", JsValue::from_str(&id(5).to_string())),
+    ] {
+        js_sys::Reflect::set(&record, &field.into(), &value).expect("set a field");
+    }
+    let tx = v1
+        .transaction(&["records", "meta"], TransactionMode::ReadWrite)
+        .expect("a transaction");
+    tx.store("records")
+        .expect("records")
+        .put(&record, None)
+        .await
+        .expect("write a record");
+    tx.store("meta")
+        .expect("meta")
+        .put(
+            &JsValue::from(1),
+            Some(&JsValue::from_str("schema_version")),
+        )
+        .await
+        .expect("write the schema version");
+    tx.done().await.expect("commit");
+    v1.close();
+
+    let store = open(&name).await;
+    let p1 = store.get("products", "p1").await.expect("read p1");
+    assert_eq!(p1.and_then(|r| r.value).as_deref(), Some("v0"));
+    // A pending write over the old record, a server value kept aside, and a roll-back.
+    let mut batch = Batch::new();
+    batch.writes.push(Write {
+        collection: "products".to_owned(),
+        key: "p1".to_owned(),
+        value: Some("edited".to_owned()),
+        stamp: Stamp {
+            timestamp: Timestamp(1_006),
+            action: id(6),
+        },
+    });
+    batch.enqueue = Some(mutation(6));
+    apply(&store, batch).await;
+    let mut refresh = Batch::new();
+    refresh.writes.push(Write {
+        collection: "products".to_owned(),
+        key: "p1".to_owned(),
+        value: Some("server".to_owned()),
+        stamp: Stamp {
+            timestamp: Timestamp(2_000),
+            action: id(7),
+        },
+    });
+    apply(&store, refresh).await;
+    let read = store.get("products", "p1").await.expect("read p1");
+    assert_eq!(read.and_then(|r| r.value).as_deref(), Some("edited"));
+    let mut bury = Batch::new();
+    bury.bury = Some(Bury {
+        id: id(6),
+        reason: DeadReason::Rejected,
+        message: "no".to_owned(),
+        failed_at: Timestamp(3_000),
+    });
+    let applied = store.apply(bury).await.expect("bury");
+    assert_eq!(applied.rolled_back.len(), 1);
+    let read = store.get("products", "p1").await.expect("read p1");
+    assert_eq!(read.and_then(|r| r.value).as_deref(), Some("server"));
+    drop(store);
+    delete(&name).await;
+}

@@ -15,6 +15,7 @@ pub struct SyncServiceBuilder {
     migrations: HashMap<String, Migration>,
     extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
     seed: Option<u64>,
+    on_rejected: Option<crate::maybe_send::Hook<Rejection>>,
 }
 
 /// How many ordering scopes replay at once unless the builder says otherwise.
@@ -50,6 +51,7 @@ impl SyncService {
             migrations: HashMap::new(),
             extensions: HashMap::new(),
             seed: None,
+            on_rejected: None,
         }
     }
 }
@@ -140,6 +142,36 @@ impl SyncServiceBuilder {
         self
     }
 
+    /// Runs `hook` for each queued call that replay moves to the dead letters (the server
+    /// rejected it, or it cannot be replayed), after its local writes were rolled back, with
+    /// the service as [`SyncService::current`]: to tell the user, or to repair local data the
+    /// roll-back cannot know about. [`SyncService::events`] reports the same as
+    /// [`SyncEvent::DeadLettered`] and [`SyncEvent::RolledBack`]; the hook is for work that
+    /// must happen even with no subscriber. Replay goes on when the hook's future completes.
+    ///
+    /// ```
+    /// # use sync_runtime::{Rejection, SyncService};
+    /// let service = SyncService::builder()
+    ///     .on_rejected(|rejection: Rejection| async move {
+    ///         eprintln!(
+    ///             "`{}` was not accepted ({}); {} local records restored",
+    ///             rejection.dead_letter.action.name,
+    ///             rejection.dead_letter.message,
+    ///             rejection.rolled_back.len()
+    ///         );
+    ///     })
+    ///     .build();
+    /// # let _ = service;
+    /// ```
+    pub fn on_rejected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Rejection) -> Fut + MaybeSend + MaybeSync + 'static,
+        Fut: Future<Output = ()> + MaybeSend + 'static,
+    {
+        self.on_rejected = Some(Arc::new(move |rejection| crate::boxed(hook(rejection))));
+        self
+    }
+
     /// Registers a [`Migration`] for calls of `action` queued by an older version.
     pub fn migrate(mut self, action: &str, migration: Migration) -> Self {
         self.migrations.insert(action.to_owned(), migration);
@@ -173,6 +205,7 @@ impl SyncServiceBuilder {
             replay_concurrency: self.replay_concurrency,
             migrations: self.migrations,
             extensions: self.extensions,
+            on_rejected: self.on_rejected,
             ids: Mutex::new(IdMinter::new()),
             server_clock: Mutex::default(),
             rng: Mutex::new(

@@ -12,14 +12,14 @@ use crate::id::IdMinter;
 use crate::registry::{Attempt, Registry};
 use crate::status::StatusHub;
 use crate::store::{
-    Applied, Batch, Bury, DeadLetter, DeadReason, NewQueued, QueuedAction, Reschedule, Stamp,
-    Store, Write,
+    Applied, Batch, Bury, DeadLetter, DeadReason, NewQueued, QueuedAction, RecordKey, Reschedule,
+    Stamp, Store, Write,
 };
 use crate::trace;
 use crate::{
     Action, ActionId, ActionKind, BoxFuture, ClassifyError, Clock, Connectivity,
-    ManualConnectivity, MaybeSend, MaybeSync, MemoryStore, ReplayLock, RetryPolicy, SyncError,
-    SyncEvent, SyncStatus, SystemClock, Timestamp,
+    ManualConnectivity, MaybeSend, MaybeSync, MemoryStore, Rejection, ReplayLock, RetryPolicy,
+    SyncError, SyncEvent, SyncStatus, SystemClock, Timestamp,
 };
 use core::future::Future;
 use core::time::Duration;
@@ -80,6 +80,7 @@ struct Inner {
     replay_concurrency: usize,
     migrations: HashMap<String, Migration>,
     extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
+    on_rejected: Option<crate::maybe_send::Hook<Rejection>>,
     ids: Mutex<IdMinter>,
     server_clock: Mutex<server_clock::ServerClock>,
     rng: Mutex<fastrand::Rng>,

@@ -13,6 +13,9 @@ pub struct ReplayReport {
     pub synced: usize,
     /// Calls moved to the dead-letter store.
     pub dead_lettered: usize,
+    /// Local records put back to what they held before a call moved to the dead-letter store
+    /// wrote them (see [`SyncEvent::RolledBack`]).
+    pub rolled_back: Vec<RecordKey>,
     /// Transient failures (the head of the failing call's scope stays and waits).
     pub retried: usize,
     /// Calls still queued.
@@ -277,6 +280,7 @@ impl SyncService {
             report.synced += counts.synced;
             report.dead_lettered += counts.dead_lettered;
             report.retried += counts.retried;
+            report.rolled_back.extend(counts.rolled_back);
             match stop {
                 Ok(Stop::Offline) => offline = true,
                 Ok(Stop::Empty | Stop::Waiting(_)) => {}
@@ -493,14 +497,15 @@ impl SyncService {
         report: &mut ReplayReport,
     ) -> Result<(), SyncError> {
         trace::dead_lettered(&head.name, head.id, reason, &message);
+        let failed_at = self.inner.clock.now();
         let mut batch = Batch::new();
         batch.bury = Some(Bury {
             id: head.id,
             reason,
             message: message.clone(),
-            failed_at: self.inner.clock.now(),
+            failed_at,
         });
-        self.inner.store.apply(batch).await?;
+        let rolled_back = self.inner.store.apply(batch).await?.rolled_back;
         self.inner.hub.update(|s| {
             s.pending = s.pending.saturating_sub(1);
             s.dead += 1;
@@ -512,9 +517,29 @@ impl SyncService {
             name: head.name.clone(),
             scope: head.scope.clone(),
             reason,
-            message,
+            message: message.clone(),
         });
+        if !rolled_back.is_empty() {
+            self.inner.hub.emit(SyncEvent::RolledBack {
+                id: head.id,
+                name: head.name.clone(),
+                records: rolled_back.clone(),
+            });
+        }
         report.dead_lettered += 1;
+        report.rolled_back.extend(rolled_back.iter().cloned());
+        if let Some(hook) = self.inner.on_rejected.clone() {
+            let rejection = Rejection {
+                dead_letter: DeadLetter {
+                    action: head.clone(),
+                    reason,
+                    message,
+                    failed_at,
+                },
+                rolled_back,
+            };
+            self.scope(hook(rejection)).await;
+        }
         Ok(())
     }
 }

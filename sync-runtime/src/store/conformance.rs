@@ -2,8 +2,9 @@
 //!
 //! The in-memory store ([`MemoryStore`](super::MemoryStore)) is the reference; these cases
 //! pin down what the rest of the runtime relies on: the queue's order and sequence numbers,
-//! query dedupe, retries and dead letters, atomic batches, last-write-wins, reads, and the
-//! queue read by ordering scope.
+//! query dedupe, retries and dead letters, atomic batches, last-write-wins, pending writes that
+//! survive server writes and roll back with their buried action, reads, and the queue read by
+//! ordering scope.
 //!
 //! Each case takes a fresh, empty store and panics with a message saying what differed, so it
 //! drops into any test harness. The cases use only the [`Store`] trait: no executor, threads
@@ -43,7 +44,7 @@
 
 use super::{
     Applied, Batch, Bury, Counts, DeadLetter, DeadReason, NewQueued, QueuedAction, Record,
-    Reschedule, Stamp, Store, Write,
+    RecordKey, Reschedule, Stamp, Store, Write,
 };
 use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError, Timestamp};
 use core::fmt;
@@ -127,6 +128,9 @@ cases![
     scopes_keep_their_calls_in_id_order,
     scope_heads_follow_the_queue,
     dead_letters_and_revive_keep_the_scope,
+    pending_writes_survive_confirmed_writes,
+    rejected_writes_roll_back,
+    roll_back_keeps_later_writes,
 ];
 
 /// A fresh store reads as empty.
@@ -1282,7 +1286,8 @@ pub async fn writes_and_queue_change_together(store: &dyn Store) {
         Applied {
             queued: Some(id(1)),
             replaced: None,
-            writes_applied: 1
+            writes_applied: 1,
+            rolled_back: Vec::new(),
         },
         "a write and an enqueue in one batch"
     );
@@ -1629,7 +1634,300 @@ pub async fn dead_letters_and_revive_keep_the_scope(store: &dyn Store) {
     );
 }
 
+/// A confirmed write (a server's answer, a list refresh) to a record that a queued action
+/// wrote keeps the pending value; the newest such write takes over when the last action that
+/// wrote the record leaves the queue, if it is not older than the record, and the action's
+/// own answer takes over whatever its stamp.
+pub async fn pending_writes_survive_confirmed_writes(store: &dyn Store) {
+    apply(
+        store,
+        writes([put("products", "p1", "server v0", 100, 1)]),
+        "seed p1",
+    )
+    .await;
+    queue_with_writes(store, 2, [put("products", "p1", "edited", 200, 2)]).await;
+    assert_eq!(
+        value(store, "products", "p1").await.as_deref(),
+        Some("edited")
+    );
+
+    let refresh = apply(
+        store,
+        writes([put("products", "p1", "server v1", 300, 3)]),
+        "a newer server value of a pending record",
+    )
+    .await;
+    assert_eq!(
+        refresh.writes_applied, 1,
+        "a newer confirmed write to a pending record is kept aside"
+    );
+    assert_eq!(
+        value(store, "products", "p1").await.as_deref(),
+        Some("edited"),
+        "a confirmed write must not replace a value a queued action wrote"
+    );
+    let older = apply(
+        store,
+        writes([put("products", "p1", "stale", 250, 4)]),
+        "an older server value of a pending record",
+    )
+    .await;
+    assert_eq!(
+        older.writes_applied, 0,
+        "a confirmed write older than the value kept aside is ignored"
+    );
+    assert_eq!(
+        scan(store, "products").await.len(),
+        1,
+        "scan sees the pending record"
+    );
+    complete(store, 2).await;
+    assert_eq!(
+        get(store, "products", "p1").await,
+        Some(Record {
+            value: Some("server v1".to_owned()),
+            stamp: stamp(300, 3)
+        }),
+        "once its last queued writer is done, a record takes the server value kept aside"
+    );
+    let after = apply(
+        store,
+        writes([put("products", "p1", "server v2", 400, 5)]),
+        "a server value after the queue drained",
+    )
+    .await;
+    assert_eq!(after.writes_applied, 1);
+    assert_eq!(
+        value(store, "products", "p1").await.as_deref(),
+        Some("server v2"),
+        "a record no queued action wrote takes confirmed writes at once"
+    );
+
+    // The action's own answer arrives after a refresh made before the server saw it: the
+    // answer is what shows, although the refresh is stamped later.
+    queue_with_writes(store, 11, [put("products", "p5", "edited", 1_100, 11)]).await;
+    apply(
+        store,
+        writes([put("products", "p5", "listed before the replay", 1_200, 12)]),
+        "a refresh of p5",
+    )
+    .await;
+    let mut done = writes([put("products", "p5", "answer", 1_100, 11)]);
+    done.complete = Some(id(11));
+    apply(store, done, "replay 11 with its answer").await;
+    assert_eq!(
+        value(store, "products", "p5").await.as_deref(),
+        Some("answer"),
+        "the answer written with the completion takes over"
+    );
+
+    // No server value meanwhile: the pending value stays.
+    queue_with_writes(store, 6, [put("products", "p2", "local", 600, 6)]).await;
+    complete(store, 6).await;
+    assert_eq!(
+        value(store, "products", "p2").await.as_deref(),
+        Some("local"),
+        "a record nobody refreshed keeps what its action wrote"
+    );
+
+    // A server value older than the pending one does not take over.
+    queue_with_writes(store, 7, [put("products", "p3", "local", 700, 7)]).await;
+    apply(
+        store,
+        writes([put("products", "p3", "old", 650, 8)]),
+        "an old server value of p3",
+    )
+    .await;
+    complete(store, 7).await;
+    assert_eq!(
+        value(store, "products", "p3").await.as_deref(),
+        Some("local"),
+        "a server value older than the pending write is dropped when the action is done"
+    );
+
+    // A list refresh that deletes a record added offline: the record shows until its
+    // action is done, then the deletion takes over.
+    queue_with_writes(store, 9, [put("products", "p4", "added", 900, 9)]).await;
+    apply(
+        store,
+        writes([delete("products", "p4", 950, 10)]),
+        "a refresh without p4",
+    )
+    .await;
+    assert_eq!(
+        value(store, "products", "p4").await.as_deref(),
+        Some("added"),
+        "a refresh must not delete a record a queued action wrote"
+    );
+    complete(store, 9).await;
+    assert_eq!(
+        get(store, "products", "p4").await,
+        Some(Record {
+            value: None,
+            stamp: stamp(950, 10)
+        }),
+        "the shadowed deletion takes over once the action is done"
+    );
+}
+
+/// A buried action's writes are rolled back (a record it created disappears), the records are
+/// named, and a revive writes them again.
+pub async fn rejected_writes_roll_back(store: &dyn Store) {
+    apply(
+        store,
+        writes([put("products", "p1", "v0", 100, 1)]),
+        "seed p1",
+    )
+    .await;
+    queue_with_writes(
+        store,
+        2,
+        [
+            put("products", "p1", "edit", 200, 2),
+            put("products", "p2", "new", 200, 2),
+        ],
+    )
+    .await;
+    let buried = apply(store, burying(2), "bury 2").await;
+    assert_eq!(
+        buried.rolled_back,
+        [
+            RecordKey::new("products", "p1"),
+            RecordKey::new("products", "p2")
+        ],
+        "a bury names the records it rolled back"
+    );
+    assert_eq!(
+        get(store, "products", "p1").await,
+        Some(Record {
+            value: Some("v0".to_owned()),
+            stamp: stamp(100, 1)
+        }),
+        "an edit rolls back to the record before it"
+    );
+    assert_eq!(
+        get(store, "products", "p2").await,
+        None,
+        "a record the rejected action created disappears"
+    );
+
+    apply(store, reviving(2, 9_000), "revive 2").await;
+    assert_eq!(
+        value(store, "products", "p1").await.as_deref(),
+        Some("edit")
+    );
+    assert_eq!(
+        value(store, "products", "p2").await.as_deref(),
+        Some("new"),
+        "a revive writes the dead action's values again"
+    );
+
+    apply(
+        store,
+        writes([put("products", "p1", "server", 300, 3)]),
+        "a server value while 2 is queued again",
+    )
+    .await;
+    assert_eq!(
+        value(store, "products", "p1").await.as_deref(),
+        Some("edit")
+    );
+    let buried = apply(store, burying(2), "bury 2 again").await;
+    assert_eq!(buried.rolled_back.len(), 2);
+    assert_eq!(
+        value(store, "products", "p1").await.as_deref(),
+        Some("server"),
+        "a roll-back takes the server value written meanwhile over the older prior"
+    );
+    assert_eq!(get(store, "products", "p2").await, None);
+
+    apply(store, discarding(2), "discard 2").await;
+    assert_eq!(dead(store).await, [], "discarded");
+    // A completed action rolls nothing back.
+    queue_with_writes(store, 4, [put("products", "p5", "kept", 400, 4)]).await;
+    assert_eq!(
+        apply(store, completing(4), "complete 4").await.rolled_back,
+        []
+    );
+    assert_eq!(
+        value(store, "products", "p5").await.as_deref(),
+        Some("kept")
+    );
+}
+
+/// Two queued actions wrote one record: rejecting the first keeps the second's value (and
+/// hands it the first's roll-back target); rejecting the last puts back the one before.
+pub async fn roll_back_keeps_later_writes(store: &dyn Store) {
+    apply(
+        store,
+        writes([put("products", "p1", "v0", 100, 1)]),
+        "seed p1",
+    )
+    .await;
+    queue_with_writes(store, 2, [put("products", "p1", "first", 200, 2)]).await;
+    queue_with_writes(store, 3, [put("products", "p1", "second", 300, 3)]).await;
+    let buried = apply(store, burying(2), "bury the first").await;
+    assert_eq!(
+        buried.rolled_back,
+        [],
+        "a record a later queued action wrote is not rolled back"
+    );
+    assert_eq!(
+        value(store, "products", "p1").await.as_deref(),
+        Some("second"),
+        "the later queued write stays"
+    );
+    let buried = apply(store, burying(3), "bury the second").await;
+    assert_eq!(buried.rolled_back, [RecordKey::new("products", "p1")]);
+    assert_eq!(
+        get(store, "products", "p1").await,
+        Some(Record {
+            value: Some("v0".to_owned()),
+            stamp: stamp(100, 1)
+        }),
+        "the later action inherits the rejected one's roll-back target"
+    );
+
+    queue_with_writes(store, 4, [put("products", "p2", "a", 400, 4)]).await;
+    queue_with_writes(store, 5, [put("products", "p2", "b", 500, 5)]).await;
+    let buried = apply(store, burying(5), "bury the later").await;
+    assert_eq!(buried.rolled_back, [RecordKey::new("products", "p2")]);
+    assert_eq!(
+        value(store, "products", "p2").await.as_deref(),
+        Some("a"),
+        "rejecting the later write puts back the earlier queued one"
+    );
+    apply(
+        store,
+        writes([put("products", "p2", "server", 450, 6)]),
+        "a server value of p2",
+    )
+    .await;
+    assert_eq!(
+        value(store, "products", "p2").await.as_deref(),
+        Some("a"),
+        "the earlier action still protects the record"
+    );
+    complete(store, 4).await;
+    assert_eq!(
+        value(store, "products", "p2").await.as_deref(),
+        Some("server"),
+        "the server value takes over when the earlier action is done"
+    );
+}
+
 // Helpers: building batches and reading the store, each panicking with what it was doing.
+
+/// Queues mutation `n` with its local handler's writes.
+async fn queue_with_writes(store: &dyn Store, n: u128, local: impl IntoIterator<Item = Write>) {
+    let mut batch = writes(local);
+    batch.enqueue = Some(mutation(n, &format!("{{\"n\":{n}}}")));
+    apply(store, batch, &format!("queue {} with its writes", id(n))).await;
+}
+
+async fn value(store: &dyn Store, collection: &str, key: &str) -> Option<String> {
+    get(store, collection, key).await.and_then(|r| r.value)
+}
 
 /// An action id that sorts by `n`.
 fn id(n: u128) -> ActionId {

@@ -1,13 +1,22 @@
 //! The browser's durable store: IndexedDB through `rexie` (wasm32 only).
 //!
-//! Four object stores live in one database:
+//! Seven object stores live in one database:
 //!
-//! | object store   | key                    | indexes                                          |
-//! | -------------- | ---------------------- | ------------------------------------------------ |
-//! | `queue`        | `seq`                  | `by_id` (`id`, unique), `by_query` (`[kind, name, params]`), `by_scope` (`[scope, id]`) |
-//! | `dead_letters` | `dead_seq`             | `by_id` (`action.id`)                            |
-//! | `records`      | `[collection, key]`    |                                                  |
-//! | `meta`         | out of line: a name    |                                                  |
+//! | object store     | key                         | indexes                                     |
+//! | ---------------- | --------------------------- | ------------------------------------------- |
+//! | `queue`          | `seq`                       | `by_id` (`id`, unique), `by_query` (`[kind, name, params]`), `by_scope` (`[scope, id]`) |
+//! | `dead_letters`   | `dead_seq`                  | `by_id` (`action.id`)                       |
+//! | `records`        | `[collection, key]`         |                                             |
+//! | `meta`           | out of line: a name         |                                             |
+//! | `pending_writes` | `[action, collection, key]` | `by_action` (`action`), `by_record` (`[collection, key]`) |
+//! | `shadowed`       | `[collection, key]`         |                                             |
+//! | `dead_writes`    | `[action, collection, key]` | `by_action` (`action`)                      |
+//!
+//! Schema version 2 added the queue's `by_scope` index (ordering scopes) and the last three
+//! stores, which keep local data true while actions wait: what each queued action wrote and
+//! what the record held before, the newest server value of a record queued actions wrote, and
+//! what each dead letter's action wrote (see the
+//! [store module docs](super#local-data-that-stays-true)).
 //!
 //! `meta` holds the last sequence numbers handed out (so none is ever reused), the schema
 //! version and the server's clock offset. Every [`Store::apply`] is one readwrite
@@ -16,6 +25,7 @@
 //! commits a transaction as soon as control returns to the event loop with no request
 //! pending.
 
+use super::local_data::{self, LocalData, PendingWrite};
 use super::{
     Applied, Batch, Bury, Counts, DeadLetter, DeadReason, NewQueued, QueuedAction, Record,
     Reschedule, Stamp, Store, Write,
@@ -24,7 +34,9 @@ use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError, Timestamp};
 use core::fmt;
 use futures_util::future::{join, FutureExt, Shared};
 use js_sys::{Array, Object, Reflect};
-use rexie::{KeyRange, ObjectStore, Rexie, Transaction, TransactionMode, TransactionResult};
+use rexie::{
+    KeyRange, ObjectStore, Rexie, RexieBuilder, Transaction, TransactionMode, TransactionResult,
+};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
@@ -37,6 +49,11 @@ const QUEUE: &str = "queue";
 const DEAD: &str = "dead_letters";
 const RECORDS: &str = "records";
 const META: &str = "meta";
+const PENDING: &str = "pending_writes";
+const SHADOWED: &str = "shadowed";
+const DEAD_WRITES: &str = "dead_writes";
+const BY_ACTION: &str = "by_action";
+const BY_RECORD: &str = "by_record";
 /// The `meta` key of the server's clock offset (see [`Store::clock_offset`]).
 const CLOCK_OFFSET: &str = "clock_offset";
 const BY_ID: &str = "by_id";
@@ -285,12 +302,14 @@ async fn open_database(name: String) -> Result<Rc<Database>, OpenError> {
         .add_index(rexie::Index::new(BY_ID, "action.id"));
     let records = ObjectStore::new(RECORDS).key_path_array(["collection", "key"]);
     let meta = ObjectStore::new(META);
-    let rexie = Rexie::builder(&name)
+    let builder = Rexie::builder(&name)
         .version(SCHEMA_VERSION)
         .add_object_store(queue)
         .add_object_store(dead)
         .add_object_store(records)
-        .add_object_store(meta)
+        .add_object_store(meta);
+    // The builder is declarative: an upgrade from an older version creates what is missing.
+    let rexie = upgrade_to_v2::local_data_stores(builder)
         .build()
         .await
         .map_err(|e| match dom_exception_name(&e).as_deref() {
@@ -305,7 +324,8 @@ async fn open_database(name: String) -> Result<Rc<Database>, OpenError> {
     Ok(db)
 }
 
-/// Writes the schema version into `meta` on first open, and checks it on later ones.
+/// Writes the schema version into `meta` on first open (and after an upgrade), and checks it
+/// on later ones.
 async fn record_schema(db: &Database) -> Result<(), OpenError> {
     let backend = |e: rexie::Error| OpenError::Backend(describe(&e));
     let Some(rexie) = db.0.as_ref() else {
@@ -356,20 +376,37 @@ async fn record_schema(db: &Database) -> Result<(), OpenError> {
     }
 }
 
-/// Version 2: ordering scopes.
+/// Version 2: ordering scopes and local data that stays true.
 ///
 /// Queued calls carry their `scope` (`""` is the global scope), and the queue gets the index
 /// `by_scope` on `[scope, id]`, from which replay reads each scope's calls in order. Calls
 /// queued by version 1 get the global scope: an index leaves out records that lack its key.
 mod upgrade_to_v2 {
-    use super::BY_SCOPE;
+    use super::{BY_ACTION, BY_RECORD, BY_SCOPE, DEAD_WRITES, PENDING, SHADOWED};
     use js_sys::Reflect;
-    use rexie::ObjectStore;
+    use rexie::{ObjectStore, RexieBuilder};
     use wasm_bindgen::JsValue;
 
     /// The queue's indexes added in version 2, created by the version change.
     pub(super) fn queue_indexes(queue: ObjectStore) -> ObjectStore {
         queue.add_index(rexie::Index::new_array(BY_SCOPE, ["scope", "id"]))
+    }
+
+    /// What schema version 2 adds for local data: the pending writes of queued actions, the
+    /// shadowed server values, and the writes kept with dead letters.
+    pub(super) fn local_data_stores(builder: RexieBuilder) -> RexieBuilder {
+        let pending = ObjectStore::new(PENDING)
+            .key_path_array(["action", "collection", "key"])
+            .add_index(rexie::Index::new(BY_ACTION, "action"))
+            .add_index(rexie::Index::new_array(BY_RECORD, ["collection", "key"]));
+        let shadowed = ObjectStore::new(SHADOWED).key_path_array(["collection", "key"]);
+        let dead_writes = ObjectStore::new(DEAD_WRITES)
+            .key_path_array(["action", "collection", "key"])
+            .add_index(rexie::Index::new(BY_ACTION, "action"));
+        builder
+            .add_object_store(pending)
+            .add_object_store(shadowed)
+            .add_object_store(dead_writes)
     }
 
     /// Puts every queued call of version 1 in the global scope. Awaits only IndexedDB
@@ -388,9 +425,17 @@ mod upgrade_to_v2 {
 
 /// The object stores a batch reads or writes; a transaction must name them up front.
 fn stores_touched(batch: &Batch) -> Vec<&'static str> {
-    let mut stores = Vec::with_capacity(4);
-    if !batch.writes.is_empty() {
-        stores.push(RECORDS);
+    let mut stores = Vec::with_capacity(7);
+    // Writes, and every change that moves an action in or out of the queue or the dead
+    // letters, may read or change local data.
+    if !batch.writes.is_empty()
+        || batch.enqueue.is_some()
+        || batch.complete.is_some()
+        || batch.bury.is_some()
+        || batch.revive.is_some()
+        || batch.discard.is_some()
+    {
+        stores.extend([RECORDS, PENDING, SHADOWED, DEAD_WRITES]);
     }
     if batch.enqueue.is_some()
         || batch.complete.is_some()
@@ -433,6 +478,9 @@ struct Tx {
     dead: Option<rexie::Store>,
     records: Option<rexie::Store>,
     meta: Option<rexie::Store>,
+    pending: Option<rexie::Store>,
+    shadowed: Option<rexie::Store>,
+    dead_writes: Option<rexie::Store>,
 }
 
 /// Runs an IndexedDB request, naming the operation if it fails.
@@ -457,6 +505,9 @@ impl Tx {
             dead: open(DEAD)?,
             records: open(RECORDS)?,
             meta: open(META)?,
+            pending: open(PENDING)?,
+            shadowed: open(SHADOWED)?,
+            dead_writes: open(DEAD_WRITES)?,
         })
     }
 
@@ -488,12 +539,25 @@ impl Tx {
         Self::store(&self.meta, META)
     }
 
+    fn pending(&self) -> Result<&rexie::Store, Fail> {
+        Self::store(&self.pending, PENDING)
+    }
+
+    fn shadowed(&self) -> Result<&rexie::Store, Fail> {
+        Self::store(&self.shadowed, SHADOWED)
+    }
+
+    fn dead_writes(&self) -> Result<&rexie::Store, Fail> {
+        Self::store(&self.dead_writes, DEAD_WRITES)
+    }
+
     /// Applies a batch in the same order as the in-memory reference store.
-    async fn apply(&self, batch: Batch) -> Result<Applied, Fail> {
+    async fn apply(mut self, batch: Batch) -> Result<Applied, Fail> {
         self.validate(&batch).await?;
         let mut applied = Applied::default();
-        for write in batch.writes {
-            if self.write(write).await? {
+        let pending_for = batch.enqueue.as_ref().map(|new| new.id);
+        for write in &batch.writes {
+            if local_data::write(&mut self, write, pending_for, batch.complete).await? {
                 applied.writes_applied += 1;
             }
         }
@@ -501,15 +565,20 @@ impl Tx {
             if let Some(action) = self.queued_by_id(id).await? {
                 self.delete_queued(action.seq).await?;
             }
+            local_data::release(&mut self, id).await?;
         }
         if let Some(reschedule) = batch.reschedule {
             self.reschedule(reschedule).await?;
         }
         if let Some(bury) = batch.bury {
-            self.bury(bury).await?;
+            let id = bury.id;
+            if self.bury(bury).await? {
+                applied.rolled_back = local_data::roll_back(&mut self, id).await?;
+            }
         }
         if let Some((id, now)) = batch.revive {
-            self.revive(id, now).await?;
+            let requeued = self.revive(id, now).await?;
+            local_data::revive(&mut self, id, requeued).await?;
         }
         if let Some(id) = batch.discard {
             let dead = self.dead()?;
@@ -523,9 +592,13 @@ impl Tx {
             for key in keys {
                 req("delete a dead letter", dead.delete(key)).await?;
             }
+            local_data::discard(&mut self, id).await?;
         }
         if let Some(new) = batch.enqueue {
             let (queued, replaced) = self.enqueue(new).await?;
+            if let Some(replaced) = replaced {
+                local_data::release(&mut self, replaced).await?;
+            }
             applied.queued = Some(queued);
             applied.replaced = replaced;
         }
@@ -560,22 +633,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Applies one write if it is not older than the stored record.
-    async fn write(&self, write: Write) -> Result<bool, Fail> {
-        let records = self.records()?;
-        let key = record_key(&write.collection, &write.key);
-        let existing = req("read a record", records.get(key.into())).await?;
-        if let Some(existing) = existing {
-            let (_, record) = decode_record(&existing)?;
-            if write.stamp < record.stamp {
-                return Ok(false);
-            }
-        }
-        let value = encode_record(&write)?;
-        req("write a record", records.put(&value, None)).await?;
-        Ok(true)
-    }
-
     async fn reschedule(&self, r: Reschedule) -> Result<(), Fail> {
         if let Some(mut action) = self.queued_by_id(r.id).await? {
             action.retries = r.retries;
@@ -586,8 +643,12 @@ impl Tx {
         Ok(())
     }
 
-    async fn bury(&self, b: Bury) -> Result<(), Fail> {
-        if let Some(action) = self.queued_by_id(b.id).await? {
+    /// Moves the queued action to the dead letters; returns whether it was queued.
+    async fn bury(&self, b: Bury) -> Result<bool, Fail> {
+        let Some(action) = self.queued_by_id(b.id).await? else {
+            return Ok(false);
+        };
+        {
             self.delete_queued(action.seq).await?;
             let dead_seq = self.take_seq(LAST_DEAD_SEQ).await?;
             let letter = DeadLetter {
@@ -599,12 +660,14 @@ impl Tx {
             let value = encode_dead(dead_seq, &letter)?;
             req("write a dead letter", self.dead()?.put(&value, None)).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
-    async fn revive(&self, id: ActionId, now: Timestamp) -> Result<(), Fail> {
+    /// Moves the dead letter back into the queue; returns whether it was queued (not
+    /// dropped as a duplicate of a call already queued).
+    async fn revive(&self, id: ActionId, now: Timestamp) -> Result<bool, Fail> {
         let Some((dead_seq, letter)) = self.dead_by_id(id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         req(
             "delete a dead letter",
@@ -628,7 +691,7 @@ impl Tx {
             action.last_error = None;
             self.put_queued(&action).await?;
         }
-        Ok(())
+        Ok(!duplicate)
     }
 
     /// Queues `new`; returns the id now queued for it, and the queued query it replaced.
@@ -768,6 +831,179 @@ impl Tx {
             self.queue()?.delete(u64_key(seq)?),
         )
         .await
+    }
+}
+
+impl Tx {
+    /// The pending writes an index finds under `key`.
+    async fn pending_by(&self, index: &str, key: JsValue) -> Result<Vec<PendingWrite>, Fail> {
+        let values = req(
+            "read pending writes",
+            self.pending()?
+                .index(index)
+                .map_err(|e| Fail::Idb("open an index", e))?
+                .get_all(Some(only(&key)?), None),
+        )
+        .await?;
+        values.iter().map(decode_pending).collect()
+    }
+}
+
+impl LocalData for Tx {
+    type Fail = Fail;
+
+    async fn record(&mut self, collection: &str, key: &str) -> Result<Option<Record>, Fail> {
+        let found = req(
+            "read a record",
+            self.records()?.get(record_key(collection, key).into()),
+        )
+        .await?;
+        found
+            .map(|value| decode_record(&value).map(|(_, record)| record))
+            .transpose()
+    }
+
+    async fn set_record(
+        &mut self,
+        collection: &str,
+        key: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Fail> {
+        let records = self.records()?;
+        match record {
+            Some(record) => {
+                let value = encode_record(collection, key, record)?;
+                req("write a record", records.put(&value, None)).await?;
+            }
+            None => {
+                req(
+                    "delete a record",
+                    records.delete(record_key(collection, key).into()),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pending_on(&mut self, collection: &str, key: &str) -> Result<Vec<PendingWrite>, Fail> {
+        self.pending_by(BY_RECORD, record_key(collection, key).into())
+            .await
+    }
+
+    async fn pending_of(&mut self, action: ActionId) -> Result<Vec<PendingWrite>, Fail> {
+        let mut found = self.pending_by(BY_ACTION, id_key(action)).await?;
+        // IndexedDB orders strings by UTF-16 code unit; the other backends by UTF-8 bytes.
+        found.sort_by(|a, b| (&a.collection, &a.key).cmp(&(&b.collection, &b.key)));
+        Ok(found)
+    }
+
+    async fn put_pending(&mut self, write: &PendingWrite) -> Result<(), Fail> {
+        let value = encode_pending(write)?;
+        req("write a pending write", self.pending()?.put(&value, None)).await?;
+        Ok(())
+    }
+
+    async fn delete_pending(
+        &mut self,
+        action: ActionId,
+        collection: &str,
+        key: &str,
+    ) -> Result<(), Fail> {
+        let key: JsValue = Array::of3(
+            &id_key(action),
+            &JsValue::from_str(collection),
+            &JsValue::from_str(key),
+        )
+        .into();
+        req("delete a pending write", self.pending()?.delete(key)).await
+    }
+
+    async fn shadow(&mut self, collection: &str, key: &str) -> Result<Option<Record>, Fail> {
+        let found = req(
+            "read a shadowed server value",
+            self.shadowed()?.get(record_key(collection, key).into()),
+        )
+        .await?;
+        found
+            .map(|value| decode_record(&value).map(|(_, record)| record))
+            .transpose()
+    }
+
+    async fn set_shadow(
+        &mut self,
+        collection: &str,
+        key: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Fail> {
+        let shadowed = self.shadowed()?;
+        match record {
+            Some(record) => {
+                let value = encode_record(collection, key, record)?;
+                req("write a shadowed server value", shadowed.put(&value, None)).await?;
+            }
+            None => {
+                req(
+                    "delete a shadowed server value",
+                    shadowed.delete(record_key(collection, key).into()),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_dead_writes(&mut self, action: ActionId, writes: &[Write]) -> Result<(), Fail> {
+        let dead_writes = self.dead_writes()?;
+        for write in writes {
+            let record = Record {
+                value: write.value.clone(),
+                stamp: write.stamp,
+            };
+            let value = encode_record(&write.collection, &write.key, &record)?;
+            set(value.unchecked_ref(), "action", &id_key(action))?;
+            req("keep a dead letter's write", dead_writes.put(&value, None)).await?;
+        }
+        Ok(())
+    }
+
+    async fn take_dead_writes(&mut self, action: ActionId) -> Result<Vec<Write>, Fail> {
+        let dead_writes = self.dead_writes()?;
+        let index = dead_writes
+            .index(BY_ACTION)
+            .map_err(|e| Fail::Idb("open an index", e))?;
+        let range = only(&id_key(action))?;
+        let values = req(
+            "read a dead letter's writes",
+            index.get_all(Some(range), None),
+        )
+        .await?;
+        let mut writes = Vec::with_capacity(values.len());
+        for value in &values {
+            let (key, record) = decode_record(value)?;
+            let collection = string_field(value, "collection")?;
+            let stored_key: JsValue = Array::of3(
+                &id_key(action),
+                &JsValue::from_str(&collection),
+                &JsValue::from_str(&key),
+            )
+            .into();
+            req(
+                "forget a dead letter's write",
+                dead_writes.delete(stored_key),
+            )
+            .await?;
+            writes.push(Write {
+                collection,
+                key,
+                value: record.value,
+                stamp: Stamp {
+                    timestamp: record.stamp.timestamp,
+                    action,
+                },
+            });
+        }
+        Ok(writes)
     }
 }
 
@@ -1281,18 +1517,52 @@ fn decode_dead(value: &JsValue) -> Result<(u64, DeadLetter), Fail> {
     Ok((u64_field(value, "dead_seq")?, letter))
 }
 
-fn encode_record(write: &Write) -> Result<JsValue, Fail> {
+fn encode_record(collection: &str, key: &str, record: &Record) -> Result<JsValue, Fail> {
     let object = Object::new();
-    set(&object, "collection", &JsValue::from_str(&write.collection))?;
-    set(&object, "key", &JsValue::from_str(&write.key))?;
-    let value = write
+    set(&object, "collection", &JsValue::from_str(collection))?;
+    set(&object, "key", &JsValue::from_str(key))?;
+    let value = record
         .value
         .as_deref()
         .map_or(JsValue::NULL, JsValue::from_str);
     set(&object, "value", &value)?;
-    set(&object, "timestamp", &encode_u64(write.stamp.timestamp.0))?;
-    set(&object, "action", &id_key(write.stamp.action))?;
+    set(&object, "timestamp", &encode_u64(record.stamp.timestamp.0))?;
+    set(&object, "action", &id_key(record.stamp.action))?;
     Ok(object.into())
+}
+
+/// A pending write: the action's write as a record (`value`, `timestamp`, `action`) plus
+/// `prior`, the record before it (a record object without its names, or null).
+fn encode_pending(write: &PendingWrite) -> Result<JsValue, Fail> {
+    let own = Record {
+        value: write.value.clone(),
+        stamp: write.stamp,
+    };
+    let value = encode_record(&write.collection, &write.key, &own)?;
+    let prior = match &write.prior {
+        Some(prior) => encode_record(&write.collection, &write.key, prior)?,
+        None => JsValue::NULL,
+    };
+    set(value.unchecked_ref(), "prior", &prior)?;
+    Ok(value)
+}
+
+fn decode_pending(value: &JsValue) -> Result<PendingWrite, Fail> {
+    let (key, own) = decode_record(value)?;
+    let prior = field(value, "prior")?;
+    let prior = if prior.is_null() || prior.is_undefined() {
+        None
+    } else {
+        Some(decode_record(&prior)?.1)
+    };
+    Ok(PendingWrite {
+        action: own.stamp.action,
+        collection: string_field(value, "collection")?,
+        key,
+        value: own.value,
+        stamp: own.stamp,
+        prior,
+    })
 }
 
 fn decode_record(value: &JsValue) -> Result<(String, Record), Fail> {

@@ -1,7 +1,8 @@
 //! An in-memory store, for tests and for apps that need no durability. Clones share the data,
 //! so a "restart" in a test is a new service over a clone of the same store.
 
-use super::{Applied, Batch, Counts, DeadLetter, QueuedAction, Record, Store};
+use super::local_data::{self, LocalData, PendingWrite};
+use super::{Applied, Batch, Counts, DeadLetter, QueuedAction, Record, Store, Write};
 use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +24,14 @@ struct State {
     scopes: HashMap<String, BTreeSet<ActionId>>,
     dead: Vec<DeadLetter>,
     data: HashMap<String, BTreeMap<String, Record>>,
+    /// The pending writes of each queued action, by (collection, key).
+    pending: HashMap<ActionId, BTreeMap<(String, String), PendingWrite>>,
+    /// The queued actions that wrote each record.
+    writers: HashMap<(String, String), BTreeSet<ActionId>>,
+    /// Confirmed writes kept aside while queued actions have written the record.
+    shadows: HashMap<(String, String), Record>,
+    /// What each dead letter's action wrote.
+    dead_writes: HashMap<ActionId, Vec<Write>>,
     clock_offset: Option<i64>,
 }
 
@@ -63,26 +72,17 @@ impl State {
         Ok(())
     }
 
-    fn apply(&mut self, batch: Batch) -> Applied {
+    fn apply(&mut self, batch: Batch) -> Result<Applied, StoreError> {
+        let pending_for = batch.enqueue.as_ref().map(|new| new.id);
         let mut applied = Applied::default();
-        for write in batch.writes {
-            let records = self.data.entry(write.collection).or_default();
-            let newer = records
-                .get(&write.key)
-                .is_none_or(|existing| write.stamp >= existing.stamp);
-            if newer {
-                records.insert(
-                    write.key,
-                    Record {
-                        value: write.value,
-                        stamp: write.stamp,
-                    },
-                );
+        for write in &batch.writes {
+            if ready(local_data::write(self, write, pending_for, batch.complete))? {
                 applied.writes_applied += 1;
             }
         }
         if let Some(id) = batch.complete {
             self.remove_queued(id);
+            ready(local_data::release(self, id))?;
         }
         if let Some(r) = batch.reschedule {
             if let Some(action) = self.queue.get_mut(&r.id) {
@@ -99,6 +99,7 @@ impl State {
                     message: b.message,
                     failed_at: b.failed_at,
                 });
+                applied.rolled_back = ready(local_data::roll_back(self, b.id))?;
             }
         }
         if let Some((id, now)) = batch.revive {
@@ -117,10 +118,12 @@ impl State {
                     action.last_error = None;
                     self.insert_queued(action);
                 }
+                ready(local_data::revive(self, id, !duplicate))?;
             }
         }
         if let Some(id) = batch.discard {
             self.dead.retain(|d| d.action.id != id);
+            ready(local_data::discard(self, id))?;
         }
         if let Some(new) = batch.enqueue {
             if self.queue.contains_key(&new.id) {
@@ -133,6 +136,7 @@ impl State {
                     .map(|existing| existing.id);
                 if let Some(replaced) = replaced {
                     self.remove_queued(replaced);
+                    ready(local_data::release(self, replaced))?;
                     applied.replaced = Some(replaced);
                 }
                 self.insert_queued(QueuedAction {
@@ -152,7 +156,7 @@ impl State {
                 applied.queued = Some(new.id);
             }
         }
-        applied
+        Ok(applied)
     }
 
     fn queued_query(&self, kind: ActionKind, name: &str, params: &str) -> Option<&QueuedAction> {
@@ -196,11 +200,148 @@ impl State {
     }
 }
 
+/// Runs a local-data step on the in-memory state; its futures are ready when first polled.
+fn ready<T>(
+    step: impl core::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    local_data::ready(step, || StoreError::Backend {
+        operation: "apply a batch",
+        message: "a step of the memory store did not complete at once".to_owned(),
+    })
+}
+
+fn record_key(collection: &str, key: &str) -> (String, String) {
+    (collection.to_owned(), key.to_owned())
+}
+
+impl LocalData for State {
+    type Fail = StoreError;
+
+    async fn record(&mut self, collection: &str, key: &str) -> Result<Option<Record>, Self::Fail> {
+        Ok(self
+            .data
+            .get(collection)
+            .and_then(|records| records.get(key))
+            .cloned())
+    }
+
+    async fn set_record(
+        &mut self,
+        collection: &str,
+        key: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Self::Fail> {
+        match record {
+            Some(record) => {
+                self.data
+                    .entry(collection.to_owned())
+                    .or_default()
+                    .insert(key.to_owned(), record.clone());
+            }
+            None => {
+                if let Some(records) = self.data.get_mut(collection) {
+                    records.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn pending_on(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Vec<PendingWrite>, Self::Fail> {
+        let record = record_key(collection, key);
+        let Some(writers) = self.writers.get(&record) else {
+            return Ok(Vec::new());
+        };
+        Ok(writers
+            .iter()
+            .filter_map(|action| self.pending.get(action)?.get(&record).cloned())
+            .collect())
+    }
+
+    async fn pending_of(&mut self, action: ActionId) -> Result<Vec<PendingWrite>, Self::Fail> {
+        Ok(self
+            .pending
+            .get(&action)
+            .map(|writes| writes.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn put_pending(&mut self, write: &PendingWrite) -> Result<(), Self::Fail> {
+        let record = record_key(&write.collection, &write.key);
+        self.writers
+            .entry(record.clone())
+            .or_default()
+            .insert(write.action);
+        self.pending
+            .entry(write.action)
+            .or_default()
+            .insert(record, write.clone());
+        Ok(())
+    }
+
+    async fn delete_pending(
+        &mut self,
+        action: ActionId,
+        collection: &str,
+        key: &str,
+    ) -> Result<(), Self::Fail> {
+        let record = record_key(collection, key);
+        if let Some(writes) = self.pending.get_mut(&action) {
+            writes.remove(&record);
+            if writes.is_empty() {
+                self.pending.remove(&action);
+            }
+        }
+        if let Some(writers) = self.writers.get_mut(&record) {
+            writers.remove(&action);
+            if writers.is_empty() {
+                self.writers.remove(&record);
+            }
+        }
+        Ok(())
+    }
+
+    async fn shadow(&mut self, collection: &str, key: &str) -> Result<Option<Record>, Self::Fail> {
+        Ok(self.shadows.get(&record_key(collection, key)).cloned())
+    }
+
+    async fn set_shadow(
+        &mut self,
+        collection: &str,
+        key: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Self::Fail> {
+        let name = record_key(collection, key);
+        match record {
+            Some(record) => self.shadows.insert(name, record.clone()),
+            None => self.shadows.remove(&name),
+        };
+        Ok(())
+    }
+
+    async fn put_dead_writes(
+        &mut self,
+        action: ActionId,
+        writes: &[Write],
+    ) -> Result<(), Self::Fail> {
+        self.dead_writes.insert(action, writes.to_vec());
+        Ok(())
+    }
+
+    async fn take_dead_writes(&mut self, action: ActionId) -> Result<Vec<Write>, Self::Fail> {
+        Ok(self.dead_writes.remove(&action).unwrap_or_default())
+    }
+}
+
 impl Store for MemoryStore {
     fn apply(&self, batch: Batch) -> BoxFuture<'_, Result<Applied, StoreError>> {
         let result = {
             let mut state = self.lock();
-            state.validate(&batch).map(|()| state.apply(batch))
+            state.validate(&batch).and_then(|()| state.apply(batch))
         };
         boxed(async move { result })
     }

@@ -4,10 +4,29 @@
 //! A backend implements the small [`Store`] trait. Every change goes through
 //! [`Store::apply`], which applies one [`Batch`] atomically, so "write the server's answer and
 //! delete the queued record" is one transaction wherever the backend allows it.
+//!
+//! # Local data that stays true
+//!
+//! The writes of a batch that queues an action are that action's *pending writes*: the store
+//! remembers, per record, which queued actions wrote it and what the record held before. Any
+//! other write (a server's answer, a list refresh, a write outside an action) is a *confirmed*
+//! write. While a record has pending writes, a confirmed write does not replace it: the store
+//! keeps the newest one aside (the record's *shadowed* server value), and when the last
+//! action that wrote the record leaves the queue successfully, that value takes over, unless
+//! it is older than the record (the answer to an earlier action does not undo a later edit).
+//! An action's own answer to a record it wrote, written in the batch that completes it,
+//! replaces the shadowed value whatever the stamps: it is the server's state after the
+//! action, which a refresh made before the server saw the action is not. When an action is
+//! moved to the dead letters, each record it wrote goes back to the newer of what it held
+//! before and the server's value shadowed since, unless a later queued action wrote it too:
+//! then that action's write stays and takes over the roll-back target. What a dead action
+//! wrote is kept with its dead letter and written again, as pending writes, when it is
+//! revived.
 
 pub mod conformance;
 #[cfg(target_arch = "wasm32")]
 mod indexeddb;
+mod local_data;
 mod memory;
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 mod sqlite;
@@ -219,11 +238,42 @@ pub struct Bury {
     pub failed_at: Timestamp,
 }
 
+/// Names one record of local data.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RecordKey {
+    /// The collection, e.g. `"products"`.
+    pub collection: String,
+    /// The key inside the collection.
+    pub key: String,
+}
+
+impl RecordKey {
+    /// The record `key` of `collection`.
+    pub fn new(collection: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            collection: collection.into(),
+            key: key.into(),
+        }
+    }
+}
+
+impl fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.collection, self.key)
+    }
+}
+
 /// Changes applied together, all or nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Batch {
     /// Local data writes, each applied only if not older than the stored record.
+    ///
+    /// In a batch with an [`enqueue`](Self::enqueue), they are the queued action's pending
+    /// writes (see the [module docs](self#local-data-that-stays-true)): each replaces the
+    /// record if not older, and the store remembers what the record held before. In any other
+    /// batch they are confirmed writes: a record that a queued action wrote keeps its pending
+    /// value, and the write is kept aside until that action leaves the queue.
     pub writes: Vec<Write>,
     /// Append an action to the queue.
     pub enqueue: Option<NewQueued>,
@@ -231,11 +281,13 @@ pub struct Batch {
     pub complete: Option<ActionId>,
     /// Record a failed attempt of a queued action.
     pub reschedule: Option<Reschedule>,
-    /// Move a queued action to the dead-letter store.
+    /// Move a queued action to the dead-letter store, rolling back the local data it wrote
+    /// ([`Applied::rolled_back`] names the records restored).
     pub bury: Option<Bury>,
     /// Move a dead letter back into the queue (at its id's place), with its retries reset and
     /// a fresh time-to-live from the given time; its timestamp, which last-write-wins
-    /// compares, does not change.
+    /// compares, does not change. Its local writes are applied again as pending writes,
+    /// except to records that a later queued action wrote.
     pub revive: Option<(ActionId, Timestamp)>,
     /// Delete a dead letter.
     pub discard: Option<ActionId>,
@@ -268,8 +320,12 @@ pub struct Applied {
     /// which the new one replaced (the refresh moves to the new call's place in the queue, so
     /// it runs after the calls queued in between).
     pub replaced: Option<ActionId>,
-    /// How many writes replaced what was stored (the rest were older and ignored).
+    /// How many writes took effect: replaced what was stored, or (for a confirmed write to a
+    /// record a queued action wrote) became its shadowed server value. The rest were older
+    /// and ignored.
     pub writes_applied: usize,
+    /// For a bury: the records put back to what they held before the buried action wrote them.
+    pub rolled_back: Vec<RecordKey>,
 }
 
 /// How many actions wait.

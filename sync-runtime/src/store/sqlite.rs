@@ -1,5 +1,6 @@
 //! A durable store in one SQLite file, for native apps (desktop, mobile, servers).
 
+use super::local_data::{self, LocalData, PendingWrite};
 use super::{
     Applied, Batch, Bury, Counts, DeadLetter, DeadReason, QueuedAction, Record, Reschedule, Stamp,
     Store, Write,
@@ -108,8 +109,11 @@ CREATE TRIGGER dead_delete_counts AFTER DELETE ON dead
 // - ordering scopes: `scope`, the ordering scope of a call ('' is the one global scope), with
 //   an index to find each scope's head;
 // - local data that stays true: `pending_writes`, what each queued call's local handler wrote
-//   and what the record held before it, to keep pending values over server refreshes and to
-//   roll them back when the call is rejected.
+//   (`value`, stamped `timestamp` and the call's id) and what the record held before
+//   (`prior_*`; a NULL `prior_action` means there was no record), to keep pending values over
+//   server refreshes and to roll them back when the call is rejected; `shadowed`, the newest
+//   server value of a record that queued calls wrote, which takes over when they are done;
+//   `dead_writes`, what each dead letter's call wrote, applied again when it is revived.
 // Rows of version 1 get `queued_at = timestamp` and the global scope.
 const SCHEMA_V2: &str = "
 ALTER TABLE queue ADD COLUMN queued_at INTEGER NOT NULL DEFAULT 0;
@@ -124,12 +128,32 @@ CREATE TABLE pending_writes (
     action TEXT NOT NULL,
     collection TEXT NOT NULL,
     key TEXT NOT NULL,
+    value TEXT,
+    timestamp INTEGER NOT NULL,
     prior_value TEXT,
     prior_timestamp INTEGER,
     prior_action TEXT,
     PRIMARY KEY (action, collection, key)
 ) WITHOUT ROWID;
 CREATE INDEX pending_writes_by_record ON pending_writes (collection, key);
+
+CREATE TABLE shadowed (
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    timestamp INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    PRIMARY KEY (collection, key)
+) WITHOUT ROWID;
+
+CREATE TABLE dead_writes (
+    action TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (action, collection, key)
+) WITHOUT ROWID;
 ";
 
 /// The columns of a queued action, in the order `decode_queued` reads them; the dead-letter
@@ -662,6 +686,17 @@ impl SqliteStore {
             ])?;
             tx.prepare_cached("DELETE FROM queue WHERE seq = ?1")?
                 .execute([seq])?;
+            // Its local writes are rolled back like those of any call that cannot be
+            // replayed; under an id that is not one, they are only let go.
+            match raw_id.parse::<ActionId>() {
+                Ok(stored) => {
+                    ready(local_data::roll_back(&mut LocalRows(&tx), stored))?;
+                }
+                Err(_) => {
+                    tx.prepare_cached("DELETE FROM pending_writes WHERE action = ?1")?
+                        .execute(params![raw_id])?;
+                }
+            }
             tx.commit()?;
             Ok(Some(DeadLetter {
                 action: QueuedAction {
@@ -816,14 +851,22 @@ fn exists(tx: &Transaction<'_>, sql: &str, id: &ActionId) -> Result<bool, Failur
 /// bury, revive, discard, enqueue.
 fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
     let mut applied = Applied::default();
+    let mut data = LocalRows(tx);
+    let pending_for = batch.enqueue.as_ref().map(|new| new.id);
     for write in &batch.writes {
-        if write_if_newer(tx, write)? {
+        if ready(local_data::write(
+            &mut data,
+            write,
+            pending_for,
+            batch.complete,
+        ))? {
             applied.writes_applied += 1;
         }
     }
     if let Some(id) = batch.complete {
         tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?
             .execute(params![id.to_string()])?;
+        ready(local_data::release(&mut data, id))?;
     }
     if let Some(Reschedule {
         id,
@@ -862,8 +905,12 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
             message,
             to_sql_u64(failed_at.0)
         ])?;
-        tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?
+        let removed = tx
+            .prepare_cached("DELETE FROM queue WHERE id = ?1")?
             .execute(params![id.to_string()])?;
+        if removed > 0 {
+            applied.rolled_back = ready(local_data::roll_back(&mut data, *id))?;
+        }
     }
     if let Some((id, now)) = batch.revive {
         let position: Option<i64> = tx
@@ -873,18 +920,20 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
         if let Some(position) = position {
             // OR IGNORE: if the same call or the same query is queued already, the unique
             // indexes turn the revive into dropping the dead letter, and the queue keeps one.
-            tx.prepare_cached(
+            let requeued = tx.prepare_cached(
                 "INSERT OR IGNORE INTO queue (id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, scope) \
                  SELECT id, name, version, kind, params, timestamp, 0, ?2, NULL, ?2, scope FROM dead WHERE position = ?1",
             )?
             .execute(params![position, to_sql_u64(now.0)])?;
             tx.prepare_cached("DELETE FROM dead WHERE position = ?1")?
                 .execute(params![position])?;
+            ready(local_data::revive(&mut data, id, requeued > 0))?;
         }
     }
     if let Some(id) = batch.discard {
         tx.prepare_cached("DELETE FROM dead WHERE id = ?1")?
             .execute(params![id.to_string()])?;
+        ready(local_data::discard(&mut data, id))?;
     }
     if let Some(new) = batch.enqueue {
         let id = new.id.to_string();
@@ -906,6 +955,7 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
                 let replaced = parse_id(&existing, || format!("the queued query {:?}", new.name))?;
                 tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?
                     .execute(params![existing])?;
+                ready(local_data::release(&mut data, replaced))?;
                 applied.replaced = Some(replaced);
             }
             tx.prepare_cached(
@@ -928,42 +978,265 @@ fn apply_batch(tx: &Transaction<'_>, batch: Batch) -> Result<Applied, Failure> {
     Ok(applied)
 }
 
-/// Last-write-wins, compared in Rust with [`Stamp`]'s own order so it matches every backend
-/// exactly, whatever SQLite would make of the stored text and integers.
-fn write_if_newer(tx: &Transaction<'_>, write: &Write) -> Result<bool, Failure> {
-    let existing = tx
-        .prepare_cached("SELECT timestamp, action FROM data WHERE collection = ?1 AND key = ?2")?
-        .query_row(params![write.collection, write.key], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+/// Runs a local-data step inside the transaction; SQLite answers at once, so its futures are
+/// ready when first polled.
+fn ready<T>(step: impl core::future::Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    local_data::ready(step, || {
+        Failure::Store(StoreError::Backend {
+            operation: "apply a batch",
+            message: "a step of the SQLite store did not complete at once".to_owned(),
         })
-        .optional()?;
-    if let Some((timestamp, action)) = existing {
-        let stamp = Stamp {
-            timestamp: Timestamp(from_sql_u64(timestamp)),
-            action: parse_id(&action, || {
-                format!(
-                    "record {:?} of collection {:?}",
-                    write.key, write.collection
-                )
-            })?,
-        };
-        if write.stamp < stamp {
-            return Ok(false);
+    })
+}
+
+/// The local-data tables, read and written inside one transaction. Stamps are compared in
+/// Rust with [`Stamp`]'s own order (in `local_data`), so last-write-wins matches every backend
+/// exactly, whatever SQLite would make of the stored text and integers.
+struct LocalRows<'a>(&'a Transaction<'a>);
+
+impl LocalRows<'_> {
+    fn pending(
+        &self,
+        sql: &str,
+        bind: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<PendingWrite>, Failure> {
+        let mut statement = self.0.prepare_cached(sql)?;
+        let mut rows = statement.query(bind)?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            let collection: String = column(row, 1, || "a pending write".to_owned())?;
+            let key: String = column(row, 2, || "a pending write".to_owned())?;
+            let whose =
+                || format!("the pending write to record {key:?} of collection {collection:?}");
+            let action: String = column(row, 0, whose)?;
+            let action = parse_id(&action, whose)?;
+            let prior_action: Option<String> = column(row, 7, whose)?;
+            let prior = match prior_action {
+                Some(prior_action) => Some(Record {
+                    value: column(row, 5, whose)?,
+                    stamp: Stamp {
+                        timestamp: Timestamp(from_sql_u64(
+                            column::<Option<i64>>(row, 6, whose)?.unwrap_or(0),
+                        )),
+                        action: parse_id(&prior_action, whose)?,
+                    },
+                }),
+                None => None,
+            };
+            found.push(PendingWrite {
+                action,
+                value: column(row, 3, whose)?,
+                stamp: Stamp {
+                    timestamp: Timestamp(from_sql_u64(column(row, 4, whose)?)),
+                    action,
+                },
+                prior,
+                collection,
+                key,
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// The columns `LocalRows::pending` reads, in its order.
+macro_rules! pending_columns {
+    () => {
+        "action, collection, key, value, timestamp, prior_value, prior_timestamp, prior_action"
+    };
+}
+
+impl LocalData for LocalRows<'_> {
+    type Fail = Failure;
+
+    async fn record(&mut self, collection: &str, key: &str) -> Result<Option<Record>, Failure> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT value, timestamp, action FROM data WHERE collection = ?1 AND key = ?2",
+        )?;
+        let mut rows = statement.query(params![collection, key])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(decode_record(row, collection, key, 0)?)),
+            None => Ok(None),
         }
     }
-    tx.prepare_cached(
-        "INSERT INTO data (collection, key, value, timestamp, action) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (collection, key) DO UPDATE \
-         SET value = excluded.value, timestamp = excluded.timestamp, action = excluded.action",
-    )?
-    .execute(params![
-        write.collection,
-        write.key,
-        write.value,
-        to_sql_u64(write.stamp.timestamp.0),
-        write.stamp.action.to_string()
-    ])?;
-    Ok(true)
+
+    async fn set_record(
+        &mut self,
+        collection: &str,
+        key: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Failure> {
+        match record {
+            Some(record) => {
+                self.0
+                    .prepare_cached(
+                        "INSERT INTO data (collection, key, value, timestamp, action) VALUES (?1, ?2, ?3, ?4, ?5) \
+                         ON CONFLICT (collection, key) DO UPDATE \
+                         SET value = excluded.value, timestamp = excluded.timestamp, action = excluded.action",
+                    )?
+                    .execute(params![
+                        collection,
+                        key,
+                        record.value,
+                        to_sql_u64(record.stamp.timestamp.0),
+                        record.stamp.action.to_string()
+                    ])?;
+            }
+            None => {
+                self.0
+                    .prepare_cached("DELETE FROM data WHERE collection = ?1 AND key = ?2")?
+                    .execute(params![collection, key])?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pending_on(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Vec<PendingWrite>, Failure> {
+        self.pending(
+            concat!(
+                "SELECT ",
+                pending_columns!(),
+                " FROM pending_writes WHERE collection = ?1 AND key = ?2"
+            ),
+            &[&collection, &key],
+        )
+    }
+
+    async fn pending_of(&mut self, action: ActionId) -> Result<Vec<PendingWrite>, Failure> {
+        self.pending(
+            concat!(
+                "SELECT ",
+                pending_columns!(),
+                " FROM pending_writes WHERE action = ?1 ORDER BY collection, key"
+            ),
+            &[&action.to_string()],
+        )
+    }
+
+    async fn put_pending(&mut self, write: &PendingWrite) -> Result<(), Failure> {
+        let prior = write.prior.as_ref();
+        self.0
+            .prepare_cached(concat!(
+                "INSERT OR REPLACE INTO pending_writes (",
+                pending_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                write.action.to_string(),
+                write.collection,
+                write.key,
+                write.value,
+                to_sql_u64(write.stamp.timestamp.0),
+                prior.and_then(|p| p.value.as_deref()),
+                prior.map(|p| to_sql_u64(p.stamp.timestamp.0)),
+                prior.map(|p| p.stamp.action.to_string()),
+            ])?;
+        Ok(())
+    }
+
+    async fn delete_pending(
+        &mut self,
+        action: ActionId,
+        collection: &str,
+        key: &str,
+    ) -> Result<(), Failure> {
+        self.0
+            .prepare_cached(
+                "DELETE FROM pending_writes WHERE action = ?1 AND collection = ?2 AND key = ?3",
+            )?
+            .execute(params![action.to_string(), collection, key])?;
+        Ok(())
+    }
+
+    async fn shadow(&mut self, collection: &str, key: &str) -> Result<Option<Record>, Failure> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT value, timestamp, action FROM shadowed WHERE collection = ?1 AND key = ?2",
+        )?;
+        let mut rows = statement.query(params![collection, key])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(decode_record(row, collection, key, 0)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_shadow(
+        &mut self,
+        collection: &str,
+        key: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Failure> {
+        match record {
+            Some(record) => {
+                self.0
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO shadowed (collection, key, value, timestamp, action) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        collection,
+                        key,
+                        record.value,
+                        to_sql_u64(record.stamp.timestamp.0),
+                        record.stamp.action.to_string()
+                    ])?;
+            }
+            None => {
+                self.0
+                    .prepare_cached("DELETE FROM shadowed WHERE collection = ?1 AND key = ?2")?
+                    .execute(params![collection, key])?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_dead_writes(&mut self, action: ActionId, writes: &[Write]) -> Result<(), Failure> {
+        for write in writes {
+            self.0
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO dead_writes (action, collection, key, value, timestamp) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    action.to_string(),
+                    write.collection,
+                    write.key,
+                    write.value,
+                    to_sql_u64(write.stamp.timestamp.0)
+                ])?;
+        }
+        Ok(())
+    }
+
+    async fn take_dead_writes(&mut self, action: ActionId) -> Result<Vec<Write>, Failure> {
+        let id = action.to_string();
+        let mut writes = Vec::new();
+        {
+            let mut statement = self.0.prepare_cached(
+                "SELECT collection, key, value, timestamp FROM dead_writes WHERE action = ?1 ORDER BY collection, key",
+            )?;
+            let mut rows = statement.query(params![id])?;
+            while let Some(row) = rows.next()? {
+                let whose = || format!("a local write of the dead letter {action}");
+                writes.push(Write {
+                    collection: column(row, 0, whose)?,
+                    key: column(row, 1, whose)?,
+                    value: column(row, 2, whose)?,
+                    stamp: Stamp {
+                        timestamp: Timestamp(from_sql_u64(column(row, 3, whose)?)),
+                        action,
+                    },
+                });
+            }
+        }
+        self.0
+            .prepare_cached("DELETE FROM dead_writes WHERE action = ?1")?
+            .execute(params![id])?;
+        Ok(writes)
+    }
 }
 
 fn decode_record(
@@ -1214,6 +1487,33 @@ mod tests {
             (
                 "SELECT key FROM data WHERE collection = 'a' ORDER BY key".to_owned(),
                 "INDEX sqlite_autoindex_data",
+            ),
+            (
+                concat!(
+                    "SELECT ",
+                    pending_columns!(),
+                    " FROM pending_writes WHERE collection = 'a' AND key = 'b'"
+                )
+                .to_owned(),
+                "INDEX pending_writes_by_record",
+            ),
+            (
+                concat!(
+                    "SELECT ",
+                    pending_columns!(),
+                    " FROM pending_writes WHERE action = 'x' ORDER BY collection, key"
+                )
+                .to_owned(),
+                "PRIMARY KEY",
+            ),
+            (
+                "SELECT value FROM shadowed WHERE collection = 'a' AND key = 'b'".to_owned(),
+                "PRIMARY KEY",
+            ),
+            (
+                "SELECT collection, key FROM dead_writes WHERE action = 'x' ORDER BY collection, key"
+                    .to_owned(),
+                "PRIMARY KEY",
             ),
         ];
         for (sql, expected) in cases {

@@ -2,10 +2,11 @@
 //! `products` collection they keep in IndexedDB.
 //!
 //! Each body is the online path: a request to the products server (same origin) carrying the
-//! action id, which is the server's idempotency key, and the time the user acted. Each local
-//! handler is the offline path, reading and writing the same collection, so a product added
-//! offline is listed at once, survives a reload, and is replaced by the server's copy when
-//! the queued call replays.
+//! action id, which is the server's idempotency key, and the time the user acted; its answer
+//! is written to the collection (`store_in`, `store_all_in`). Each local handler is the
+//! offline path, reading and writing the same collection, so a product added offline is
+//! listed at once, survives a reload, and is replaced by the server's copy when the queued
+//! call replays, or removed if the server refuses it.
 
 use crate::api;
 use crate::model::{invalid, CreateProduct, Product};
@@ -77,21 +78,22 @@ impl AppError {
     }
 }
 
-/// Lists a tenant's products, refreshing the local copy from the server. Offline (or when
-/// the server cannot be reached), [`products_locally`] answers instead.
-#[offline_action(query, local = products_locally)]
+/// Lists a tenant's products; the answer becomes the tenant's local products (a product
+/// added here and still waiting to be sent stays until its add has replayed). Offline (or
+/// when the server cannot be reached), [`products_locally`] answers instead.
+#[offline_action(
+    query,
+    local = products_locally,
+    store_all_in = PRODUCTS,
+    key = |p: &Product| p.id.clone(),
+    within = |p: &Product| p.tenant_id == tenant_id
+)]
 pub async fn get_products(tenant_id: String) -> Result<Vec<Product>, AppError> {
-    let cx = context()?;
-    // Read the queue before asking the server: a product whose add is replayed meanwhile is
-    // then either still waiting here, or already in the server's answer, and never lost.
-    let waiting = products_waiting(cx.service()).await?;
     let path = format!(
         "/products?tenant={}",
         js_sys::encode_uri_component(&tenant_id)
     );
-    let listed: Vec<Product> = api::get(&path).await?;
-    mirror(&cx.collection(PRODUCTS), &tenant_id, &listed, &waiting).await?;
-    Ok(listed)
+    api::get(&path).await
 }
 
 async fn products_locally(tenant_id: String) -> Result<Vec<Product>, AppError> {
@@ -100,8 +102,9 @@ async fn products_locally(tenant_id: String) -> Result<Vec<Product>, AppError> {
 }
 
 /// Adds a product. Its id is the action id, so the product keeps one id on this page, in
-/// the queue and on the server.
-#[offline_action(local = add_product_locally)]
+/// the queue and on the server. If the server refuses it on replay, the runtime removes it
+/// from the local collection again.
+#[offline_action(local = add_product_locally, store_in = PRODUCTS, key = |p: &Product| p.id.clone())]
 pub async fn add_product(
     tenant_id: String,
     name: String,
@@ -114,11 +117,7 @@ pub async fn add_product(
         name,
         price_cents,
     };
-    let created: Product = api::send_json("POST", "/products", &body, &cx).await?;
-    cx.collection::<Product>(PRODUCTS)
-        .put(created.id.clone(), &created)
-        .await?;
-    Ok(created)
+    api::send_json("POST", "/products", &body, &cx).await
 }
 
 async fn add_product_locally(
@@ -166,27 +165,8 @@ pub(crate) async fn local_products(
     Ok(list)
 }
 
-/// Makes the local products of a tenant what the server listed, except products added here
-/// and still waiting to be sent: the server has not seen them yet.
-async fn mirror(
-    products: &Collection<Product>,
-    tenant_id: &str,
-    listed: &[Product],
-    waiting: &HashSet<String>,
-) -> Result<(), AppError> {
-    for product in listed {
-        products.put(product.id.clone(), product).await?;
-    }
-    for local in local_products(products, tenant_id).await? {
-        let gone = !listed.iter().any(|p| p.id == local.id);
-        if gone && !waiting.contains(&local.id) {
-            products.delete(local.id).await?;
-        }
-    }
-    Ok(())
-}
-
-/// The ids of products whose add is still queued (the action id is the product id).
+/// The ids of products whose add is still queued (the action id is the product id), to mark
+/// them "waiting" on the page.
 pub(crate) async fn products_waiting(service: &SyncService) -> Result<HashSet<String>, AppError> {
     Ok(service
         .queued()

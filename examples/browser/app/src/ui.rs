@@ -81,8 +81,19 @@ async fn watch_status(page: Rc<Page>) {
 async fn watch_events(page: Rc<Page>) {
     let mut events = page.service.events();
     while let Some(event) = events.next().await {
-        if let SyncEvent::DeadLettered { name, message, .. } = &event {
-            page.say(&format!("The server refused `{name}`: {message}"));
+        match &event {
+            SyncEvent::DeadLettered { name, message, .. } => {
+                page.say(&format!("The server refused `{name}`: {message}"));
+            }
+            SyncEvent::RolledBack { records, .. } => {
+                // Follows the refusal's own message, which says why.
+                let products = records.iter().filter(|r| r.collection == PRODUCTS).count();
+                let why = page.message.text_content().unwrap_or_default();
+                page.say(&format!(
+                    "{why} ({products} product(s) put back as they were)"
+                ));
+            }
+            _ => {}
         }
         page.render_list().await;
     }
