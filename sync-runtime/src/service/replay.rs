@@ -233,8 +233,18 @@ impl SyncService {
                             tried.clear();
                         }
                         let now = self.inner.clock.now();
+                        let earliest = heads.iter().map(|head| head.id).min();
                         for head in heads {
                             if running.contains(&head.scope) {
+                                continue;
+                            }
+                            // A query refresh goes after every call queued before it, in
+                            // whatever scope: answered beside them, the server could read
+                            // the data before their changes reach it, and that answer,
+                            // stamped later, would write the old values back over theirs.
+                            // It goes when its id is the queue's first (the scopes holding
+                            // earlier calls are running, waiting or started here).
+                            if head.kind == ActionKind::Query && Some(head.id) != earliest {
                                 continue;
                             }
                             if stalled.contains(&head.scope) {

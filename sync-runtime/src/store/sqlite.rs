@@ -314,7 +314,7 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| fail(e.into()))?;
         // Check before changing anything, so a foreign or newer file is left exactly as it was.
-        let found = schema_version(&connection).map_err(fail)?;
+        let found = retry_busy(|| schema_version(&connection)).map_err(fail)?;
         if options.read_only {
             if found < SCHEMA_VERSION {
                 let holds = if found == 0 {
@@ -332,13 +332,12 @@ impl SqliteStore {
         } else {
             // journal_mode answers with the mode in force; an in-memory database stays "memory",
             // and a file system without shared memory keeps its rollback journal. Both are fine.
-            connection
-                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-                .map_err(|e| fail(e.into()))?;
+            retry_busy(|| Ok(connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?))
+                .map_err(fail)?;
             connection
                 .pragma_update(None, "synchronous", "NORMAL")
                 .map_err(|e| fail(e.into()))?;
-            migrate(&mut connection).map_err(fail)?;
+            retry_busy(|| migrate(&mut connection)).map_err(fail)?;
         }
         if let Some(bytes) = options.max_size {
             let page_size: i64 = connection
@@ -800,6 +799,27 @@ fn schema_version(connection: &Connection) -> Result<i32, Failure> {
         )));
     }
     Ok(version)
+}
+
+/// Runs a step of opening the file again while SQLite answers "busy" without waiting, up to
+/// [`BUSY_TIMEOUT`]. The busy handler covers most waits, but not all: a connection that
+/// opens while another process recovers the write-ahead log of a process killed mid-write,
+/// or checkpoints it on closing, can be told "database is locked" at once.
+fn retry_busy<T>(mut step: impl FnMut() -> Result<T, Failure>) -> Result<T, Failure> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(Failure::Sql(rusqlite::Error::SqliteFailure(error, _)))
+                if matches!(
+                    error.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Brings the schema up to [`SCHEMA_VERSION`] in one transaction, so a crash leaves either the
