@@ -10,11 +10,20 @@
 //!   the same reqwest settings: a fresh connection per request), each awaited and decoded
 //!   before the next, with no local store.
 //!
-//! In interleaved rounds (2,000 calls each by default, 5 rounds: 10,000 calls per variant) on
-//! a two-thread tokio runtime shared with the server. Afterwards, the server's log of applied
-//! changes must hold each scope's calls in the order they were made.
+//! Two variants, against the same server and database:
 //!
-//! Run: `cargo bench --bench replay_scopes` (`BENCH_ROUNDS`, `BENCH_PER_ROUND` to change).
+//! - 0 ms: plain loopback, where a request costs CPU and no waiting.
+//! - delayed: the same routes behind a layer that sleeps a fixed time (`tokio::time::sleep`,
+//!   `SCOPES_BENCH_LATENCY_MS`, 5 ms by default) before each request reaches the handler, as
+//!   a request waits on the network in a real deployment. Both ours and direct go through it.
+//!
+//! In interleaved rounds (2,000 calls per variant and side each by default, 5 rounds: 10,000
+//! calls per variant and side) on a two-thread tokio runtime shared with the server.
+//! Afterwards, the server's log of applied changes must hold every queued call once, each
+//! scope's calls in the order they were made.
+//!
+//! Run: `cargo bench --bench replay_scopes` (`BENCH_ROUNDS`, `BENCH_PER_ROUND`,
+//! `SCOPES_BENCH_LATENCY_MS` to change; a latency of 0 runs the 0 ms variant only).
 
 #[allow(dead_code)]
 #[path = "../examples/products/client.rs"]
@@ -176,19 +185,66 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// Holds each request for `latency` before it reaches the routes: the time it would spend on
+/// the network. It waits without holding anything, so waiting requests overlap.
+async fn delay(
+    axum::extract::State(latency): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    tokio::time::sleep(latency).await;
+    next.run(request).await
+}
+
+/// One variant: a client with its own store, against the server at `url`.
+struct Variant {
+    name: String,
+    url: String,
+    client: Client,
+    made: HashMap<String, (String, usize)>,
+    ours: Vec<f64>,
+    theirs: Vec<f64>,
+    failures: Vec<String>,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let full = std::env::args().any(|a| a == "--bench");
     let (rounds, per_round) = if full {
         (env_or("BENCH_ROUNDS", 5), env_or("BENCH_PER_ROUND", 2000))
     } else {
-        (1, 80)
+        (1, 40)
     };
+    let latency_ms = env_or("SCOPES_BENCH_LATENCY_MS", 5);
     let dir = tempfile::tempdir()?;
     let server_db = dir.path().join("server.sqlite3");
     let server = ProductServer::start(&server_db).await?;
-    let url = server.url();
-    let client = Client::open(&dir.path().join("client.sqlite3"), &url)?;
+    // The same routes, state and database, behind the delay, on a second port.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let delayed_url = format!("http://{}", listener.local_addr()?);
+    let latency = Duration::from_millis(latency_ms as u64);
+    let delayed_app = server
+        .routes()
+        .layer(axum::middleware::from_fn_with_state(latency, delay));
+    let delayed_server = tokio::spawn(async move { axum::serve(listener, delayed_app).await });
+
+    let mut targets = vec![("0 ms".to_owned(), server.url())];
+    if latency_ms > 0 {
+        targets.push((format!("{latency_ms} ms"), delayed_url));
+    }
+    let mut variants = Vec::new();
+    for (index, (name, url)) in targets.into_iter().enumerate() {
+        let client = Client::open(&dir.path().join(format!("client-{index}.sqlite3")), &url)?;
+        variants.push(Variant {
+            name,
+            url,
+            client,
+            made: HashMap::new(),
+            ours: Vec::new(),
+            theirs: Vec::new(),
+            failures: Vec::new(),
+        });
+    }
     // The example client's settings, for the direct requests too.
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -197,67 +253,84 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .pool_max_idle_per_host(0)
         .build()?;
 
-    let mut failures = Vec::new();
-    // Warm up both paths.
-    queue_offline(&client, "warm-up", 16).await;
-    failures.extend(replay(&client).await);
-    direct(&http, &url, "warm-up", 16).await;
+    // Warm up both paths of each variant.
+    for (index, v) in variants.iter_mut().enumerate() {
+        let label = format!("warm-up-{index}");
+        queue_offline(&v.client, &label, 16).await;
+        v.failures.extend(replay(&v.client).await);
+        direct(&http, &v.url, &label, 16).await;
+    }
 
-    let mut made = HashMap::new();
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let label = format!("round-{round}");
-        let queued = queue_offline(&client, &label, per_round).await;
-        made.extend(queued);
-        for step in 0..2 {
-            let start = Instant::now();
-            if (step == 0) == (round % 2 == 0) {
-                failures.extend(replay(&client).await);
-                ours.push(start.elapsed().as_secs_f64());
-            } else {
-                direct(&http, &url, &label, per_round).await;
-                theirs.push(start.elapsed().as_secs_f64());
+        for (index, v) in variants.iter_mut().enumerate() {
+            let label = format!("round-{round}-{index}");
+            let queued = queue_offline(&v.client, &label, per_round).await;
+            v.made.extend(queued);
+            for step in 0..2 {
+                let start = Instant::now();
+                if (step == 0) == (round % 2 == 0) {
+                    v.failures.extend(replay(&v.client).await);
+                    v.ours.push(start.elapsed().as_secs_f64());
+                } else {
+                    direct(&http, &v.url, &label, per_round).await;
+                    v.theirs.push(start.elapsed().as_secs_f64());
+                }
             }
         }
     }
-    check_order(&server_db, &made);
+    for v in &variants {
+        check_order(&server_db, &v.made);
+    }
 
-    let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o / t).collect();
     let total = |times: &[f64]| times.iter().sum::<f64>();
     if full {
         println!(
-            "\n## replay over {SCOPES} ordering scopes against the products server ({rounds} rounds x {per_round} calls, interleaved)"
+            "\n## replay over {SCOPES} ordering scopes against the products server ({rounds} rounds x {per_round} calls per variant, interleaved)"
         );
+    }
+    for v in &variants {
+        let ratios: Vec<f64> = v.ours.iter().zip(&v.theirs).map(|(o, t)| o / t).collect();
+        if !full {
+            continue;
+        }
+        println!("\n### {} added before each request", v.name);
         println!(
             "  direct requests, one after another                 {:>7.2} s for {} calls  {:>7.0} calls/s",
-            total(&theirs),
+            total(&v.theirs),
             rounds * per_round,
-            (rounds * per_round) as f64 / total(&theirs)
+            (rounds * per_round) as f64 / total(&v.theirs)
         );
         println!(
             "  background replay, {SCOPES} scopes, 4 at a time         {:>7.2} s for {} calls  {:>7.0} calls/s",
-            total(&ours),
+            total(&v.ours),
             rounds * per_round,
-            (rounds * per_round) as f64 / total(&ours)
+            (rounds * per_round) as f64 / total(&v.ours)
         );
-        for (round, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        for (round, (o, t)) in v.ours.iter().zip(&v.theirs).enumerate() {
             println!("  round {round}: replay {o:.3} s, direct {t:.3} s");
         }
         println!(
             "  transient failures during replay: {} {:?}",
-            failures.len(),
-            failures.iter().take(3).collect::<Vec<_>>()
+            v.failures.len(),
+            v.failures.iter().take(3).collect::<Vec<_>>()
         );
         println!(
-            "  => replay takes {:.3}x the direct time (total {:.3}x; median of per-round ratios, range {:.3}..{:.3}; goal <= 0.5x); each scope in order",
+            "  => {}: replay takes {:.3}x the direct time (total {:.3}x; median of per-round ratios, range {:.3}..{:.3}; goal <= 0.5x); each scope in order",
+            v.name,
             median(ratios.clone()),
-            total(&ours) / total(&theirs),
+            total(&v.ours) / total(&v.theirs),
             ratios.iter().copied().fold(f64::INFINITY, f64::min),
             ratios.iter().copied().fold(0.0, f64::max),
         );
-    } else {
-        println!("replay over scopes: smoke test passed, each scope in order");
     }
+    if !full {
+        let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+        println!(
+            "replay over scopes ({}): smoke test passed, each scope in order",
+            names.join(", ")
+        );
+    }
+    delayed_server.abort();
     server.stop().await;
     Ok(())
 }
