@@ -264,8 +264,9 @@ async fn a_database_from_a_newer_version_is_incompatible() {
     delete(&name).await;
 }
 
-/// A database created by schema version 1 (before local data was kept true) is upgraded in
-/// place: its records stay, and the object stores of version 2 work on them.
+/// A database created by schema version 1 (before ordering scopes and local data kept true)
+/// is upgraded in place: its queued call comes back in the global scope, its records stay,
+/// and the object stores of version 2 work on them.
 #[wasm_bindgen_test]
 async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
     use rexie::{Index, ObjectStore, Rexie, TransactionMode};
@@ -299,9 +300,30 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
     ] {
         js_sys::Reflect::set(&record, &field.into(), &value).expect("set a field");
     }
+    // A call queued by version 1: no `scope` (nor `queued_at`) field.
+    let queued = js_sys::Object::new();
+    for (field, value) in [
+        ("seq", JsValue::from_f64(1.0)),
+        ("id", JsValue::from_str(&id(4).to_string())),
+        ("name", JsValue::from_str("add_product")),
+        ("version", JsValue::from_f64(1.0)),
+        ("kind", JsValue::from_str("mutation")),
+        ("params", JsValue::from_str("{}")),
+        ("timestamp", JsValue::from_f64(4.0)),
+        ("retries", JsValue::from_f64(0.0)),
+        ("next_attempt_at", JsValue::from_f64(4.0)),
+        ("last_error", JsValue::NULL),
+    ] {
+        js_sys::Reflect::set(&queued, &field.into(), &value).expect("set a field");
+    }
     let tx = v1
-        .transaction(&["records", "meta"], TransactionMode::ReadWrite)
+        .transaction(&["queue", "records", "meta"], TransactionMode::ReadWrite)
         .expect("a transaction");
+    tx.store("queue")
+        .expect("queue")
+        .put(&queued, None)
+        .await
+        .expect("queue a call");
     tx.store("records")
         .expect("records")
         .put(&record, None)
@@ -321,6 +343,25 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
     let store = open(&name).await;
     let p1 = store.get("products", "p1").await.expect("read p1");
     assert_eq!(p1.and_then(|r| r.value).as_deref(), Some("v0"));
+    // The old call is in the global scope, where replay reads it (the scope index leaves out
+    // records without a scope, so the upgrade gives it one).
+    let heads = store.scope_heads().await.expect("scope heads");
+    assert_eq!(
+        heads
+            .iter()
+            .map(|q| (q.id, q.scope.as_str()))
+            .collect::<Vec<_>>(),
+        [(id(4), "")]
+    );
+    let in_scope = store
+        .queued_in_scope("", None, 10)
+        .await
+        .expect("the global scope");
+    assert_eq!(in_scope.len(), 1);
+    assert_eq!(
+        (in_scope[0].id, in_scope[0].queued_at),
+        (id(4), Timestamp(4))
+    );
     // A pending write over the old record, a server value kept aside, and a roll-back.
     let mut batch = Batch::new();
     batch.writes.push(Write {
