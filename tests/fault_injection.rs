@@ -15,21 +15,31 @@
 //! answer was lost); each client's actions were applied in the order it made them; no stock
 //! delivery counted twice; and every client's local products are the server's.
 //!
+//! Each schedule runs in one of two modes. Unscoped, the clients call the example's actions as
+//! they are: each client's queue is one line, and its actions must apply in the order it made
+//! them. Scoped, each write goes in the ordering scope of its product (the product id, through
+//! `SyncService::execute_action_in_scope`): a client's actions about one product must apply in
+//! the order it made them, while those about different products replay side by side and may
+//! apply in any order. Every other check is the same in both.
+//!
 //! The seed fixes every choice the test makes and the sequence of fates the proxy deals to
 //! connections in the order they arrive; which request meets which fate also depends on
 //! timing, so a failing seed usually, not always, fails again.
 //!
 //! ```sh
-//! cargo test --test fault_injection -- --nocapture      # CI: seeds 1-3, 250 steps each, 15-25 s
+//! cargo test --test fault_injection -- --nocapture   # CI: seeds 1-3, each in both modes
 //! FAULT_SEED=7 cargo test --test fault_injection -- --nocapture             # one seed
+//! FAULT_SEED=7 FAULT_MODE=scoped cargo test --test fault_injection -- --nocapture
 //! FAULT_SOAK_SECONDS=300 FAULT_STEPS=1000 FAULT_SEED=200 \
 //!     cargo test --test fault_injection -- --nocapture                     # the soak
 //! ```
 //!
-//! `FAULT_STEPS` sets the steps per schedule (default 250); the soak runs schedules with
+//! `FAULT_STEPS` sets the steps per schedule (default 250); `FAULT_MODE` (`unscoped`,
+//! `scoped` or `both`, the default) the modes each seed runs in; the soak runs schedules with
 //! seeds from `FAULT_SEED` (default 1) upwards until its time is up; `FAULT_DEBUG=1` prints
-//! each step and every dead letter. Each schedule prints a line of figures, and the run a
-//! total; a failure prints its seed. The figures go in `RELIABILITY.md`.
+//! each step and every dead letter. Each schedule prints a line of figures with its seed and
+//! mode, and the run a total per mode; a failure prints its seed and mode. The figures go in
+//! `RELIABILITY.md`.
 #![cfg(unix)]
 
 // The example's own code, shared: this test uses part of it.
@@ -47,7 +57,9 @@ mod model;
 mod server;
 
 use client::{
-    add_product, add_stock, delete_product, get_products, update_price, AppError, Client,
+    add_product, add_stock, delete_product, get_products, update_price, AddProductAction,
+    AddProductParams, AddStockAction, AddStockParams, AppError, Client, DeleteProductAction,
+    DeleteProductParams, UpdatePriceAction, UpdatePriceParams,
 };
 use fault_proxy::{Fate, FaultProxy, ProxyCounts};
 use model::{NewProduct, Product};
@@ -58,7 +70,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use sync_runtime::SyncError;
+use sync_runtime::{Action, SyncError};
 
 const TENANT: &str = "fault-shop";
 const CLIENTS: usize = 3;
@@ -208,6 +220,25 @@ impl ServerData {
 // ---------------------------------------------------------------------------------------
 // The clients.
 
+/// How the clients queue their writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// As the example's actions declare: no scope, one line per client.
+    Unscoped,
+    /// Each write in the ordering scope of its product (the product id), through
+    /// `execute_action_in_scope`: one line per product, lines replaying side by side.
+    Scoped,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Unscoped => "unscoped",
+            Mode::Scoped => "scoped",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Add,
@@ -228,6 +259,7 @@ struct Made {
 
 struct Device {
     index: usize,
+    mode: Mode,
     store: PathBuf,
     client: Client,
     online: bool,
@@ -239,10 +271,11 @@ struct Device {
 }
 
 impl Device {
-    fn open(index: usize, store: PathBuf, url: &str) -> Self {
+    fn open(index: usize, mode: Mode, store: PathBuf, url: &str) -> Self {
         let client = Client::open(&store, url).expect("the client opens");
         Self {
             index,
+            mode,
             store,
             client,
             online: true,
@@ -258,6 +291,24 @@ impl Device {
 
     fn pending(&self) -> u64 {
         self.client.service.status().pending
+    }
+
+    /// Runs a write as this client: the example's action as it is, or (scoped mode) the same
+    /// action in the scope of the product it is about.
+    async fn write<A: Action<Error = AppError>>(
+        &self,
+        product_id: &str,
+        unscoped: impl std::future::Future<Output = Result<A::Output, AppError>>,
+        params: A::Params,
+    ) -> Result<(), AppError> {
+        match self.mode {
+            Mode::Unscoped => self.client.call(unscoped).await.map(drop),
+            Mode::Scoped => {
+                let service = &self.client.service;
+                let call = service.execute_action_in_scope::<A>(params, product_id);
+                self.client.call(call).await.map(drop)
+            }
+        }
     }
 
     async fn act(&mut self, rng: &mut fastrand::Rng) {
@@ -291,22 +342,41 @@ impl Device {
                     i64::from(rng.u16(100..1000)),
                 );
                 let id = product.id.clone();
-                let result = self.client.call(add_product(TENANT.into(), product)).await;
-                (id, result.map(drop))
+                let params = AddProductParams {
+                    tenant_id: TENANT.into(),
+                    product: product.clone(),
+                };
+                let call = add_product(TENANT.into(), product);
+                let result = self.write::<AddProductAction>(&id, call, params).await;
+                (id, result)
             }
             Kind::Price => {
                 let id = local[rng.usize(0..local.len())].id.clone();
-                let result = self.client.call(update_price(id.clone(), code)).await;
-                (id, result.map(drop))
+                let params = UpdatePriceParams {
+                    product_id: id.clone(),
+                    price_cents: code,
+                };
+                let call = update_price(id.clone(), code);
+                let result = self.write::<UpdatePriceAction>(&id, call, params).await;
+                (id, result)
             }
             Kind::Stock => {
                 let id = local[rng.usize(0..local.len())].id.clone();
-                let result = self.client.call(add_stock(id.clone(), code)).await;
-                (id, result.map(drop))
+                let params = AddStockParams {
+                    product_id: id.clone(),
+                    quantity: code,
+                };
+                let call = add_stock(id.clone(), code);
+                let result = self.write::<AddStockAction>(&id, call, params).await;
+                (id, result)
             }
             Kind::Delete => {
                 let id = own[rng.usize(0..own.len())].id.clone();
-                let result = self.client.call(delete_product(id.clone())).await;
+                let params = DeleteProductParams {
+                    product_id: id.clone(),
+                };
+                let call = delete_product(id.clone());
+                let result = self.write::<DeleteProductAction>(&id, call, params).await;
                 (id, result)
             }
         };
@@ -452,7 +522,7 @@ fn start_recovering(device: &mut Device) {
     }
 }
 
-async fn run_schedule(seed: u64, steps: usize) -> Figures {
+async fn run_schedule(seed: u64, mode: Mode, steps: usize) -> Figures {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("a temp dir");
     let database = dir.path().join("server.sqlite3");
@@ -464,7 +534,10 @@ async fn run_schedule(seed: u64, steps: usize) -> Figures {
     proxy.set_fault_rate(0.3);
     let url = proxy.url();
     let mut devices: Vec<Device> = (0..CLIENTS)
-        .map(|i| Device::open(i, dir.path().join(format!("client-{i}.sqlite3")), &url))
+        .map(|i| {
+            let store = dir.path().join(format!("client-{i}.sqlite3"));
+            Device::open(i, mode, store, &url)
+        })
         .collect();
     let mut figures = Figures {
         schedules: 1,
@@ -653,10 +726,24 @@ async fn check(seed: u64, devices: &[Device], data: &ServerData, figures: &mut F
         owners.insert(name.as_str(), (*owner, *id));
     }
 
+    // The line each action queues in, whose order must hold: its client's (unscoped), or its
+    // client's calls about its product (scoped: calls about different products may replay in
+    // any order).
+    let line = |client: usize, seq: i64| -> (usize, Option<&str>) {
+        match devices[client].mode {
+            Mode::Unscoped => (client, None),
+            Mode::Scoped => {
+                let made = devices[client].made.iter().find(|m| m.seq == seq);
+                let made = made.unwrap_or_else(|| panic!("client {client} made no action {seq}"));
+                (client, Some(made.product_id.as_str()))
+            }
+        }
+    };
+
     // Nothing applied twice: no action id twice in the log, no (client, n) twice.
     let mut ids = HashSet::new();
     let mut applied: HashMap<(usize, i64), usize> = HashMap::new();
-    let mut order: Vec<Vec<i64>> = vec![Vec::new(); devices.len()];
+    let mut order: BTreeMap<(usize, Option<&str>), Vec<i64>> = BTreeMap::new();
     for (position, (id, change)) in data.changes.iter().enumerate() {
         if !ids.insert(id.as_str()) {
             figures.applied_twice += 1;
@@ -665,15 +752,16 @@ async fn check(seed: u64, devices: &[Device], data: &ServerData, figures: &mut F
         if applied.insert((client, seq), position).is_some() {
             figures.applied_twice += 1;
         }
-        order[client].push(seq);
+        order.entry(line(client, seq)).or_default().push(seq);
     }
     assert_eq!(
         figures.applied_twice, 0,
         "seed {seed}: changes applied twice"
     );
 
-    // Each client's actions in the order it made them.
-    for (client, seqs) in order.iter().enumerate() {
+    // Each client's actions (scoped: about each product) in the order it made them.
+    for (&(client, product), seqs) in &order {
+        let of = product.map_or(String::new(), |p| format!(" on {p}"));
         let out_of_order: Vec<_> = seqs.windows(2).filter(|w| w[0] >= w[1]).collect();
         for pair in &out_of_order {
             for seq in pair.iter() {
@@ -688,11 +776,11 @@ async fn check(seed: u64, devices: &[Device], data: &ServerData, figures: &mut F
             }
         }
         if !out_of_order.is_empty() {
-            eprintln!("seed {seed}: client {client}'s applied order: {seqs:?}");
+            eprintln!("seed {seed}: client {client}'s applied order{of}: {seqs:?}");
         }
         assert!(
             out_of_order.is_empty(),
-            "seed {seed}: client {client}'s actions applied out of order: {out_of_order:?}"
+            "seed {seed}: client {client}'s actions{of} applied out of order: {out_of_order:?}"
         );
     }
 
@@ -810,14 +898,15 @@ async fn check(seed: u64, devices: &[Device], data: &ServerData, figures: &mut F
 }
 
 /// Prints how to run a failed schedule again.
-struct SeedOnFailure(u64);
+struct SeedOnFailure(u64, Mode);
 
 impl Drop for SeedOnFailure {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
-                "FAILED with seed {0}: FAULT_SEED={0} cargo test --test fault_injection -- --nocapture",
-                self.0
+                "FAILED with seed {0}, {1}: FAULT_SEED={0} FAULT_MODE={1} cargo test --test fault_injection -- --nocapture",
+                self.0,
+                self.1.name()
             );
         }
     }
@@ -842,17 +931,27 @@ async fn three_clients_through_faults_and_kills_apply_every_action_once_in_order
         (None, Some(seed)) => vec![seed],
         (None, None) => vec![1, 2, 3],
     };
+    let modes = match std::env::var("FAULT_MODE").ok().as_deref() {
+        None | Some("both") => vec![Mode::Unscoped, Mode::Scoped],
+        Some("unscoped") => vec![Mode::Unscoped],
+        Some("scoped") => vec![Mode::Scoped],
+        Some(other) => panic!("FAULT_MODE is unscoped, scoped or both, not {other:?}"),
+    };
     let started = Instant::now();
-    let mut total = Figures::default();
-    for seed in seeds {
-        if soak.is_some_and(|limit| started.elapsed() >= limit) {
-            break;
+    let mut totals: Vec<(Mode, Figures)> = modes.iter().map(|m| (*m, Figures::default())).collect();
+    'seeds: for seed in seeds {
+        for (mode, total) in &mut totals {
+            if soak.is_some_and(|limit| started.elapsed() >= limit) {
+                break 'seeds;
+            }
+            let guard = SeedOnFailure(seed, *mode);
+            let figures = run_schedule(seed, *mode, steps).await;
+            drop(guard);
+            println!("seed {seed} {}: {}", mode.name(), figures.summary());
+            total.add(&figures);
         }
-        let guard = SeedOnFailure(seed);
-        let figures = run_schedule(seed, steps).await;
-        drop(guard);
-        println!("seed {seed}: {}", figures.summary());
-        total.add(&figures);
     }
-    println!("TOTAL: {}", total.summary());
+    for (mode, total) in &totals {
+        println!("TOTAL {}: {}", mode.name(), total.summary());
+    }
 }
