@@ -1057,6 +1057,49 @@ impl LocalRows<'_> {
         }
         Ok(found)
     }
+
+    /// One record of `data` or `shadowed` (the same columns), read by `select`.
+    fn read_record(
+        &self,
+        select: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Record>, Failure> {
+        let mut statement = self.0.prepare_cached(select)?;
+        let mut rows = statement.query(params![collection, key])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(decode_record(row, collection, key, 0)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a record of `data` or `shadowed` with `upsert`, or removes it with `delete`.
+    fn write_record(
+        &self,
+        upsert: &str,
+        delete: &str,
+        collection: &str,
+        key: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Failure> {
+        match record {
+            Some(record) => {
+                self.0.prepare_cached(upsert)?.execute(params![
+                    collection,
+                    key,
+                    record.value,
+                    to_sql_u64(record.stamp.timestamp.0),
+                    record.stamp.action.to_string()
+                ])?;
+            }
+            None => {
+                self.0
+                    .prepare_cached(delete)?
+                    .execute(params![collection, key])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The columns `LocalRows::pending` reads, in its order.
@@ -1070,14 +1113,11 @@ impl LocalData for LocalRows<'_> {
     type Fail = Failure;
 
     async fn record(&mut self, collection: &str, key: &str) -> Result<Option<Record>, Failure> {
-        let mut statement = self.0.prepare_cached(
+        self.read_record(
             "SELECT value, timestamp, action FROM data WHERE collection = ?1 AND key = ?2",
-        )?;
-        let mut rows = statement.query(params![collection, key])?;
-        match rows.next()? {
-            Some(row) => Ok(Some(decode_record(row, collection, key, 0)?)),
-            None => Ok(None),
-        }
+            collection,
+            key,
+        )
     }
 
     async fn set_record(
@@ -1086,29 +1126,15 @@ impl LocalData for LocalRows<'_> {
         key: &str,
         record: Option<&Record>,
     ) -> Result<(), Failure> {
-        match record {
-            Some(record) => {
-                self.0
-                    .prepare_cached(
-                        "INSERT INTO data (collection, key, value, timestamp, action) VALUES (?1, ?2, ?3, ?4, ?5) \
-                         ON CONFLICT (collection, key) DO UPDATE \
-                         SET value = excluded.value, timestamp = excluded.timestamp, action = excluded.action",
-                    )?
-                    .execute(params![
-                        collection,
-                        key,
-                        record.value,
-                        to_sql_u64(record.stamp.timestamp.0),
-                        record.stamp.action.to_string()
-                    ])?;
-            }
-            None => {
-                self.0
-                    .prepare_cached("DELETE FROM data WHERE collection = ?1 AND key = ?2")?
-                    .execute(params![collection, key])?;
-            }
-        }
-        Ok(())
+        self.write_record(
+            "INSERT INTO data (collection, key, value, timestamp, action) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (collection, key) DO UPDATE \
+             SET value = excluded.value, timestamp = excluded.timestamp, action = excluded.action",
+            "DELETE FROM data WHERE collection = ?1 AND key = ?2",
+            collection,
+            key,
+            record,
+        )
     }
 
     async fn pending_on(
@@ -1173,14 +1199,11 @@ impl LocalData for LocalRows<'_> {
     }
 
     async fn shadow(&mut self, collection: &str, key: &str) -> Result<Option<Record>, Failure> {
-        let mut statement = self.0.prepare_cached(
+        self.read_record(
             "SELECT value, timestamp, action FROM shadowed WHERE collection = ?1 AND key = ?2",
-        )?;
-        let mut rows = statement.query(params![collection, key])?;
-        match rows.next()? {
-            Some(row) => Ok(Some(decode_record(row, collection, key, 0)?)),
-            None => Ok(None),
-        }
+            collection,
+            key,
+        )
     }
 
     async fn set_shadow(
@@ -1189,28 +1212,14 @@ impl LocalData for LocalRows<'_> {
         key: &str,
         record: Option<&Record>,
     ) -> Result<(), Failure> {
-        match record {
-            Some(record) => {
-                self.0
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO shadowed (collection, key, value, timestamp, action) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![
-                        collection,
-                        key,
-                        record.value,
-                        to_sql_u64(record.stamp.timestamp.0),
-                        record.stamp.action.to_string()
-                    ])?;
-            }
-            None => {
-                self.0
-                    .prepare_cached("DELETE FROM shadowed WHERE collection = ?1 AND key = ?2")?
-                    .execute(params![collection, key])?;
-            }
-        }
-        Ok(())
+        self.write_record(
+            "INSERT OR REPLACE INTO shadowed (collection, key, value, timestamp, action) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "DELETE FROM shadowed WHERE collection = ?1 AND key = ?2",
+            collection,
+            key,
+            record,
+        )
     }
 
     async fn put_dead_writes(&mut self, action: ActionId, writes: &[Write]) -> Result<(), Failure> {
