@@ -265,8 +265,8 @@ async fn a_database_from_a_newer_version_is_incompatible() {
 }
 
 /// A database created by schema version 1 (before ordering scopes and local data kept true)
-/// is upgraded in place: its queued call comes back in the global scope, its records stay,
-/// and the object stores of version 2 work on them.
+/// is upgraded in place: its queued call and dead letter come back in the global scope, its
+/// records stay, and the object stores of version 2 work on them.
 #[wasm_bindgen_test]
 async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
     use rexie::{Index, ObjectStore, Rexie, TransactionMode};
@@ -316,9 +316,35 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
     ] {
         js_sys::Reflect::set(&queued, &field.into(), &value).expect("set a field");
     }
+    // A dead letter of version 1: its action has no `scope` either.
+    let buried = js_sys::Object::new();
+    let buried_action = js_sys::Object::assign(&js_sys::Object::new(), &queued);
+    for (field, value) in [
+        ("seq", JsValue::from_f64(2.0)),
+        ("id", JsValue::from_str(&id(3).to_string())),
+    ] {
+        js_sys::Reflect::set(&buried_action, &field.into(), &value).expect("set a field");
+    }
+    for (field, value) in [
+        ("dead_seq", JsValue::from_f64(1.0)),
+        ("action", buried_action.into()),
+        ("reason", JsValue::from_str("rejected")),
+        ("message", JsValue::from_str("the server refused it")),
+        ("failed_at", JsValue::from_f64(9.0)),
+    ] {
+        js_sys::Reflect::set(&buried, &field.into(), &value).expect("set a field");
+    }
     let tx = v1
-        .transaction(&["queue", "records", "meta"], TransactionMode::ReadWrite)
+        .transaction(
+            &["queue", "dead_letters", "records", "meta"],
+            TransactionMode::ReadWrite,
+        )
         .expect("a transaction");
+    tx.store("dead_letters")
+        .expect("dead letters")
+        .put(&buried, None)
+        .await
+        .expect("bury a call");
     tx.store("queue")
         .expect("queue")
         .put(&queued, None)
@@ -361,6 +387,12 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
     assert_eq!(
         (in_scope[0].id, in_scope[0].queued_at),
         (id(4), Timestamp(4))
+    );
+    let dead = store.dead_letters().await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].action.id, dead[0].scope(), dead[0].message.as_str()),
+        (id(3), "", "the server refused it")
     );
     // A pending write over the old record, a server value kept aside, and a roll-back.
     let mut batch = Batch::new();
