@@ -17,6 +17,9 @@
 #[path = "../examples/products/client.rs"]
 mod client;
 #[allow(dead_code)]
+#[path = "support/direct.rs"]
+mod direct;
+
 #[path = "../examples/products/model.rs"]
 mod model;
 #[allow(dead_code)]
@@ -24,10 +27,9 @@ mod model;
 mod server;
 
 use client::{add_product, Client};
-use model::{CreateProduct, NewProduct, Product};
+use model::NewProduct;
 use server::ProductServer;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use sync_runtime::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER};
+use std::time::{Duration, Instant};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -63,27 +65,7 @@ async fn replay(client: &Client) -> usize {
 async fn direct(http: &reqwest::Client, url: &str, tenant: &str, count: usize) {
     for n in 0..count {
         let product = NewProduct::new(&format!("Product {n}"), 100 + n as i64);
-        let body = CreateProduct {
-            tenant_id: tenant.to_owned(),
-            id: product.id,
-            name: product.name,
-            price_cents: product.price_cents,
-        };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let response = http
-            .post(format!("{url}/products"))
-            .header(ACTION_ID_HEADER, uuid::Uuid::now_v7().to_string())
-            .header(ACTION_TIMESTAMP_HEADER, now.to_string())
-            .json(&body)
-            .send()
-            .await
-            .expect("the server answers");
-        assert!(response.status().is_success(), "{}", response.status());
-        let created: Product =
-            serde_json::from_slice(&response.bytes().await.expect("body")).expect("a product");
-        assert_eq!(created.tenant_id, tenant);
+        direct::add_product(http, url, tenant, product).await;
     }
 }
 

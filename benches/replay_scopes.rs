@@ -29,6 +29,9 @@
 #[path = "../examples/products/client.rs"]
 mod client;
 #[allow(dead_code)]
+#[path = "support/direct.rs"]
+mod direct;
+
 #[path = "../examples/products/model.rs"]
 mod model;
 #[allow(dead_code)]
@@ -37,11 +40,10 @@ mod server;
 
 use client::{AddProductAction, AddProductParams, Client};
 use futures::{FutureExt, StreamExt};
-use model::{CreateProduct, NewProduct, Product};
+use model::NewProduct;
 use server::ProductServer;
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use sync_runtime::http::{ACTION_ID_HEADER, ACTION_TIMESTAMP_HEADER};
+use std::time::{Duration, Instant};
 use sync_runtime::SyncEvent;
 
 const SCOPES: usize = 8;
@@ -123,27 +125,7 @@ async fn direct(http: &reqwest::Client, url: &str, round: &str, count: usize) {
     for n in 0..count {
         let tenant = format!("{round}-direct-{}", n % SCOPES);
         let product = NewProduct::new(&format!("Product {}", n / SCOPES), 100 + n as i64);
-        let body = CreateProduct {
-            tenant_id: tenant.clone(),
-            id: product.id,
-            name: product.name,
-            price_cents: product.price_cents,
-        };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let response = http
-            .post(format!("{url}/products"))
-            .header(ACTION_ID_HEADER, uuid::Uuid::now_v7().to_string())
-            .header(ACTION_TIMESTAMP_HEADER, now.to_string())
-            .json(&body)
-            .send()
-            .await
-            .expect("the server answers");
-        assert!(response.status().is_success(), "{}", response.status());
-        let created: Product =
-            serde_json::from_slice(&response.bytes().await.expect("body")).expect("a product");
-        assert_eq!(created.tenant_id, tenant);
+        direct::add_product(http, url, &tenant, product).await;
     }
 }
 
