@@ -484,7 +484,198 @@ fn a_version_1_file_is_upgraded_and_keeps_everything() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+}
+
+/// A file written by schema version 2 (the fixture: calls queued in two scopes and a query,
+/// the newest call replayed, one buried, a server record, a call's pending write, a clock
+/// offset) is upgraded in place and keeps everything, and numbers given out before the upgrade
+/// are not given out again: the replayed call had seq 6, so the next call gets 7.
+#[test]
+fn a_version_2_file_is_upgraded_and_keeps_everything() {
+    let (_dir, path) = temp_file("v2.sqlite3");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2.sqlite3"),
+        &path,
+    )
+    .expect("copy the fixture");
+    let store = open(&path);
+    let queue = queue_of(&store);
+    assert_eq!(
+        queue
+            .iter()
+            .map(|q| (q.id, q.seq, q.name.as_str(), q.scope.as_str(), q.kind))
+            .collect::<Vec<_>>(),
+        [
+            (id(1), 1, "add_product", "", ActionKind::Mutation),
+            (id(2), 2, "add_product", "tenant-a", ActionKind::Mutation),
+            (id(4), 4, "delete_product", "", ActionKind::Mutation),
+            (id(6), 5, "get_products", "", ActionKind::Query),
+        ]
+    );
+    assert_eq!(queue[0].params, r#"{"n":1}"#);
+    assert_eq!(queue[0].timestamp, Timestamp(1_700_000_000_001));
+    let heads = block_on(store.scope_heads()).expect("scope heads");
+    assert_eq!(
+        heads
+            .iter()
+            .map(|q| (q.id, q.scope.as_str()))
+            .collect::<Vec<_>>(),
+        [(id(1), ""), (id(2), "tenant-a")]
+    );
+    let dead = block_on(store.dead_letters()).expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].action.id, dead[0].scope(), dead[0].message.as_str()),
+        (id(3), "tenant-b", "the server refused it")
+    );
+    assert_eq!(
+        block_on(store.counts()).expect("counts"),
+        Counts {
+            pending: 4,
+            dead: 1
+        }
+    );
+    let value = |key: &str| {
+        block_on(store.get("products", key))
+            .expect("read")
+            .and_then(|record| record.value)
+    };
+    assert_eq!(value("p0").as_deref(), Some(r#"{"name":"Latte"}"#));
+    assert_eq!(value("p1").as_deref(), Some(r#"{"name":"Espresso"}"#));
+    assert_eq!(value("p3"), None, "the buried call's write was rolled back");
+    assert_eq!(
+        block_on(store.clock_offset()).expect("clock offset"),
+        Some(-1_234)
+    );
+
+    // Numbers are not reused: 6 went to the call replayed before the upgrade.
+    let mut batch = Batch::new();
+    batch.enqueue = Some(mutation(7));
+    apply(&store, batch);
+    let seq_of = |store: &SqliteStore, n: u128| {
+        queue_of(store)
+            .into_iter()
+            .find(|q| q.id == id(n))
+            .map(|q| q.seq)
+    };
+    assert_eq!(seq_of(&store, 7), Some(7));
+    // Reviving the dead letter queues it again, with the next number, and brings back its
+    // local write.
+    let mut batch = Batch::new();
+    batch.revive = Some((id(3), Timestamp(1_800_000_000_000)));
+    apply(&store, batch);
+    assert_eq!(seq_of(&store, 3), Some(8));
+    assert_eq!(value("p3").as_deref(), Some(r#"{"name":"Mocha"}"#));
+    // The pending write is released when its call is done, and the value stays.
+    let mut batch = Batch::new();
+    batch.complete = Some(id(1));
+    apply(&store, batch);
+    assert_eq!(value("p1").as_deref(), Some(r#"{"name":"Espresso"}"#));
+    assert_eq!(
+        block_on(store.counts()).expect("counts"),
+        Counts {
+            pending: 5,
+            dead: 0
+        }
+    );
+    drop(store);
+    let raw = rusqlite::Connection::open(&path).expect("open raw");
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, 3);
+    let counts_table: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'counts'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("schema");
+    assert_eq!(counts_table, 0, "the counts table is gone");
+}
+
+/// Drained to empty, the queue still never gives a number out twice, across reopening.
+#[test]
+fn queue_numbers_are_not_reused_after_the_queue_is_drained() {
+    let (_dir, path) = temp_file("drained.db");
+    let mut seen = Vec::new();
+    for round in 0..3u128 {
+        let store = open(&path);
+        for n in 1..=3 {
+            let mut batch = Batch::new();
+            batch.enqueue = Some(mutation(round * 10 + n));
+            apply(&store, batch);
+        }
+        let queue = queue_of(&store);
+        seen.extend(queue.iter().map(|q| q.seq));
+        // Drained newest first, so every delete removes the largest number.
+        for q in queue.iter().rev() {
+            let mut batch = Batch::new();
+            batch.complete = Some(q.id);
+            apply(&store, batch);
+        }
+        assert_eq!(block_on(store.counts()).expect("counts").pending, 0);
+    }
+    assert_eq!(seen, (1..=9).collect::<Vec<u64>>());
+}
+
+/// Two stores (two connections, as two processes would have) on one file: each sees the
+/// other's changes in its counts.
+#[test]
+fn counts_follow_writes_from_another_connection() {
+    let (_dir, path) = temp_file("shared-counts.db");
+    let first = open(&path);
+    let second = open(&path);
+    let counts = |store: &SqliteStore| block_on(store.counts()).expect("counts");
+    assert_eq!(counts(&first), Counts::default());
+    assert_eq!(counts(&second), Counts::default());
+    for n in 1..=3 {
+        let mut batch = Batch::new();
+        batch.enqueue = Some(mutation(n));
+        apply(&first, batch);
+    }
+    assert_eq!(counts(&first).pending, 3);
+    assert_eq!(
+        counts(&second).pending,
+        3,
+        "the second store saw the first's calls"
+    );
+    let mut batch = Batch::new();
+    batch.bury = Some(sync_runtime::store::Bury {
+        id: id(2),
+        reason: DeadReason::Rejected,
+        message: "no".to_owned(),
+        failed_at: Timestamp(5),
+    });
+    apply(&second, batch);
+    let expected = Counts {
+        pending: 2,
+        dead: 1,
+    };
+    assert_eq!(counts(&second), expected);
+    assert_eq!(counts(&first), expected, "the first store saw the burial");
+    // A batch that fails changes no count.
+    let mut batch = Batch::new();
+    batch.enqueue = Some(mutation(4));
+    batch.bury = Some(sync_runtime::store::Bury {
+        id: id(99),
+        reason: DeadReason::Rejected,
+        message: "no".to_owned(),
+        failed_at: Timestamp(5),
+    });
+    block_on(first.apply(batch)).expect_err("burying an unknown call fails");
+    assert_eq!(counts(&first), expected);
+    // Writes by hand (another program) are seen too.
+    let raw = Connection::open(&path).expect("open raw");
+    raw.execute("DELETE FROM dead", []).expect("delete by hand");
+    assert_eq!(
+        counts(&first),
+        Counts {
+            pending: 2,
+            dead: 0
+        }
+    );
 }
 
 #[test]
