@@ -510,7 +510,7 @@ impl Store for SqliteStore {
             let mut locked = self.lock();
             let Locked { connection, counts } = &mut *locked;
             let mut change = CountChange::default();
-            (|| {
+            let applied = (|| {
                 // IMMEDIATE takes the write lock up front: a deferred transaction that reads
                 // first and then writes can fail with SQLITE_BUSY without waiting when another
                 // process wrote in between.
@@ -520,15 +520,13 @@ impl Store for SqliteStore {
                 tx.commit()?;
                 Ok(applied)
             })()
-            .map(|applied| {
-                // Only once committed: a batch that failed changed nothing.
-                if let Some(known) = counts {
-                    known.pending += change.pending;
-                    known.dead += change.dead;
-                }
-                applied
-            })
-            .map_err(|e: Failure| e.into_store_error("apply a batch", &self.location))
+            .map_err(|e: Failure| e.into_store_error("apply a batch", &self.location))?;
+            // Only once committed: a batch that failed changed nothing.
+            if let Some(known) = counts {
+                known.pending += change.pending;
+                known.dead += change.dead;
+            }
+            Ok(applied)
         })
     }
 
