@@ -77,6 +77,18 @@ impl ActionContext {
         phase: Phase,
     ) -> Self {
         let started_at = service.local_time();
+        Self::started_at(service, id, name, timestamp, phase, started_at)
+    }
+
+    /// As [`new`](Self::new), with the device's clock reading the call already took.
+    pub(crate) fn started_at(
+        service: SyncService,
+        id: ActionId,
+        name: &'static str,
+        timestamp: Timestamp,
+        phase: Phase,
+        started_at: Timestamp,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 started_at,

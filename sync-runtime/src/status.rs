@@ -4,6 +4,7 @@
 use crate::store::{DeadLetter, DeadReason, QueuedAction, RecordKey};
 use crate::{ActionId, Timestamp};
 use futures_channel::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// A snapshot of the service's state, e.g. for "3 changes waiting".
@@ -137,6 +138,10 @@ pub struct Rejection {
 #[derive(Default)]
 pub(crate) struct StatusHub {
     inner: Mutex<HubInner>,
+    /// Copies of what every call reads, kept by [`update`](Self::update) under the lock,
+    /// read without it: the pending count, and whether the status is online with no error.
+    pending: AtomicU64,
+    online_and_clear: AtomicBool,
 }
 
 #[derive(Default)]
@@ -161,11 +166,23 @@ impl StatusHub {
     }
 
     pub(crate) fn pending(&self) -> u64 {
-        self.lock().status.pending
+        self.pending.load(Ordering::SeqCst)
     }
 
     pub(crate) fn counts_loaded(&self) -> bool {
         self.lock().counts_loaded
+    }
+
+    /// Sets `online` and clears the last error, as [`update`](Self::update) would, without
+    /// copying the status when both are already so (every successful online call asks).
+    pub(crate) fn set_online_clear_error(&self, online: bool) {
+        if online && self.online_and_clear.load(Ordering::SeqCst) {
+            return;
+        }
+        self.update(|s| {
+            s.online = online;
+            s.last_error = None;
+        });
     }
 
     /// Changes the status and tells subscribers if anything changed.
@@ -176,6 +193,11 @@ impl StatusHub {
         if (inner.status.pending, inner.status.dead) != (before.pending, before.dead) {
             inner.generation += 1;
         }
+        self.pending.store(inner.status.pending, Ordering::SeqCst);
+        self.online_and_clear.store(
+            inner.status.online && inner.status.last_error.is_none(),
+            Ordering::SeqCst,
+        );
         if inner.status != before {
             let status = inner.status.clone();
             inner

@@ -207,7 +207,7 @@ impl SyncServiceBuilder {
             extensions: self.extensions,
             on_rejected: self.on_rejected,
             ids: Mutex::new(IdMinter::new()),
-            server_clock: Mutex::default(),
+            server_clock: Default::default(),
             rng: Mutex::new(
                 self.seed
                     .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
@@ -221,6 +221,7 @@ impl SyncServiceBuilder {
             reconnected: AtomicBool::new(false),
             wake_driver: Mutex::new(None),
             kicks: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
         });
         let online = inner.connectivity.is_online();
         inner.hub.update(|s| s.online = online);

@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// A call's id and stamp, the clock reading it started at, and whether it goes online first.
+struct Call {
+    id: ActionId,
+    timestamp: Timestamp,
+    started_at: Timestamp,
+    online: bool,
+}
+
 impl SyncService {
     /// Runs one call of action `A`: online through its server body, else through its local
     /// handler with the call queued. `#[offline_action]` functions call this.
@@ -9,12 +17,14 @@ impl SyncService {
     /// Only what depends on `A` is in this generic function (calling the body or the local
     /// handler, and serializing `A`'s types); the rest is in non-generic helpers, compiled once
     /// in this crate instead of once per action in the user's crate (BENCHMARKS.md, row 5).
-    pub async fn execute_action<A: Action>(
+    pub fn execute_action<A: Action>(
         &self,
         params: A::Params,
-    ) -> Result<A::Output, A::Error> {
+    ) -> impl Future<Output = Result<A::Output, A::Error>> + '_ {
+        // Not an `async fn`: a future around the one below would only make each call's
+        // future larger (and every move of it slower).
         let scope = A::scope(&params);
-        self.execute_action_in_scope::<A>(params, scope).await
+        self.execute_action_in_scope::<A>(params, scope)
     }
 
     /// Runs one call of action `A` as [`execute_action`](Self::execute_action) does, queueing
@@ -42,19 +52,36 @@ impl SyncService {
         scope: impl Into<String>,
     ) -> Result<A::Output, A::Error> {
         let scope = scope.into();
-        let params_json = canonical_json(&params)
-            .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
-        let (id, timestamp, online) = self.begin_call().await?;
-        trace::call_routed(A::NAME, id, online);
-        if online {
-            let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
+        let encode = |params: &A::Params| {
+            canonical_json(params)
+                .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))
+        };
+        // A query's parameters are the key of its cached answer, so they are encoded before
+        // the body runs; a mutation's only if it is queued.
+        let mut params_json = match A::KIND {
+            ActionKind::Query => Some(encode(&params)?),
+            ActionKind::Mutation => None,
+        };
+        let call = self.begin_call().await?;
+        let (id, timestamp) = (call.id, call.timestamp);
+        trace::call_routed(A::NAME, id, call.online);
+        if call.online {
+            let context = ActionContext::started_at(
+                self.clone(),
+                id,
+                A::NAME,
+                timestamp,
+                Phase::Online,
+                call.started_at,
+            );
             let outcome = context.clone().scope(A::server(params.clone())).await;
             self.save_clock_offset().await;
             match outcome {
                 Ok(output) => {
-                    let answer =
-                        (A::KIND == ActionKind::Query).then(|| serde_json::to_string(&output));
-                    self.store_answer(&context, &params_json, answer).await;
+                    let answer = params_json
+                        .as_deref()
+                        .map(|key| (key, serde_json::to_string(&output)));
+                    self.store_answer(&context, answer).await;
                     return Ok(output);
                 }
                 Err(error) if error.is_transient() => {
@@ -68,6 +95,10 @@ impl SyncService {
                 }
             }
         }
+        let params_json = match params_json.take() {
+            Some(json) => json,
+            None => encode(&params)?,
+        };
         let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Offline);
         let result = context.clone().scope(A::local(params)).await;
         // A local handler that fails rejects the call, as the server would; the generated
@@ -83,66 +114,102 @@ impl SyncService {
                 queued_at: self.inner.clock.now(),
                 scope,
             };
-            self.queue_call(&context, call, result.is_ok()).await?;
+            // Boxed: an offline call's bookkeeping need not make every call's future larger.
+            crate::boxed(self.queue_call(&context, call, result.is_ok())).await?;
         }
         result
     }
 
-    /// Checks the registry, loads the counts, mints the call's id, and says whether the call
-    /// goes to the server first.
-    async fn begin_call(&self) -> Result<(ActionId, Timestamp, bool), SyncError> {
-        Registry::global()?;
-        self.ensure_counts().await?;
-        self.load_clock_offset().await;
-        let (id, timestamp) = self.new_id();
-        Ok((id, timestamp, self.goes_online().await))
+    /// Checks the registry, loads the counts and the clock offset (until all three are done
+    /// once), mints the call's id, and says whether the call goes to the server first.
+    async fn begin_call(&self) -> Result<Call, SyncError> {
+        if !self.inner.ready.load(Ordering::Acquire) {
+            // Boxed: the first call's work would otherwise make every call's future larger
+            // (each await's state is part of the caller's), and moving it costs on every call.
+            crate::boxed(async {
+                Registry::global()?;
+                self.ensure_counts().await?;
+                if self.load_clock_offset().await {
+                    self.inner.ready.store(true, Ordering::Release);
+                }
+                Ok::<_, SyncError>(())
+            })
+            .await?;
+        }
+        // One clock reading serves the id, the attempt's start and the backoff check.
+        let started_at = self.inner.clock.now();
+        let (id, timestamp) = self.new_id_at(started_at);
+        Ok(Call {
+            id,
+            timestamp,
+            started_at,
+            online: self.goes_online(started_at).await,
+        })
     }
 
     /// Whether the call goes to the server first.
-    async fn goes_online(&self) -> bool {
+    async fn goes_online(&self, now: Timestamp) -> bool {
         // While calls wait in the queue the server does not reflect them yet: a mutation sent
         // now would overtake them, and a query's answer would be stamped newer than their
         // optimistic writes and hide them. Both take the local path until the queue drains.
         let backlog = self.inner.hub.pending() > 0;
-        if backlog && self.inner.executor.is_none() && self.is_reachable() {
+        if !backlog {
+            return self.is_reachable_at(now);
+        }
+        if self.inner.executor.is_none() && self.is_reachable() {
             // Nothing replays in the background: drain the queue first.
-            let _ = self.replay().await;
+            // Boxed for the same reason as the first call's work above.
+            let _ = crate::boxed(self.replay()).await;
         }
         let backlog = self.inner.hub.pending() > 0;
         self.is_reachable() && !backlog
     }
 
-    /// Stores what a successful online call wrote, and a query's answer (`answer`, if the
-    /// action is a query). The server has already applied the call, so a failure here is
-    /// reported in the status, not returned.
+    /// Stores what a successful online call wrote, and a query's answer (`answer`: the
+    /// parameters' JSON, the key, and the answer's, if the action is a query). The server has
+    /// already applied the call, so a failure here is reported in the status, not returned.
     async fn store_answer(
         &self,
         context: &ActionContext,
-        params_json: &str,
-        answer: Option<Result<String, serde_json::Error>>,
+        answer: Option<(&str, Result<String, serde_json::Error>)>,
     ) {
         self.mark_reachable();
+        if let Some(apply) = self.apply_answer(context, answer) {
+            apply.await;
+        }
+    }
+
+    /// The store's work for [`store_answer`](Self::store_answer), if there is any: boxed, so
+    /// that its batch is not part of every call's future.
+    fn apply_answer(
+        &self,
+        context: &ActionContext,
+        answer: Option<(&str, Result<String, serde_json::Error>)>,
+    ) -> Option<BoxFuture<'_, ()>> {
         let mut batch = Batch::new();
         batch.writes = context.take_writes();
         match answer {
-            Some(Ok(json)) => batch.writes.push(cache_write(
+            Some((params_json, Ok(json))) => batch.writes.push(cache_write(
                 context.name(),
                 params_json,
                 json,
                 context.stamp(),
             )),
-            Some(Err(e)) => self.note_error(format!(
+            Some((_, Err(e))) => self.note_error(format!(
                 "could not cache the answer of `{}`: {e}",
                 context.name()
             )),
             None => {}
         }
-        if !batch.is_empty() {
+        if batch.is_empty() {
+            return None;
+        }
+        Some(crate::boxed(async move {
             if let Err(e) = self.inner.store.apply(batch).await {
                 trace::store_error("store an online answer", &e);
                 self.note_error(e.to_string());
             }
-        }
+        }))
     }
 
     /// Queues a call answered offline, with its local handler's writes if `keep_writes`.

@@ -82,7 +82,7 @@ struct Inner {
     extensions: HashMap<core::any::TypeId, crate::maybe_send::AnyValue>,
     on_rejected: Option<crate::maybe_send::Hook<Rejection>>,
     ids: Mutex<IdMinter>,
-    server_clock: Mutex<server_clock::ServerClock>,
+    server_clock: server_clock::ServerClock,
     rng: Mutex<fastrand::Rng>,
     hub: StatusHub,
     replaying: AtomicBool,
@@ -99,6 +99,8 @@ struct Inner {
     wake_driver: Mutex<Option<futures_channel::oneshot::Sender<()>>>,
     /// Counts triggers, so the driver notices one that came while it was not asleep yet.
     kicks: AtomicU64,
+    /// The registry was checked and the counts and clock offset loaded: calls skip that.
+    ready: AtomicBool,
 }
 
 impl core::fmt::Debug for SyncService {
@@ -245,7 +247,12 @@ impl SyncService {
     }
 
     fn new_id(&self) -> (ActionId, Timestamp) {
-        let millis = self.corrected_millis();
+        self.new_id_at(self.inner.clock.now())
+    }
+
+    /// A new id and stamp by the device's clock reading `local`, corrected.
+    fn new_id_at(&self, local: Timestamp) -> (ActionId, Timestamp) {
+        let millis = self.corrected_millis_at(local);
         let id = self
             .inner
             .ids
@@ -259,8 +266,21 @@ impl SyncService {
     }
 
     fn is_reachable(&self) -> bool {
-        self.inner.connectivity.is_online()
-            && self.inner.clock.now().as_millis() >= self.inner.offline_until.load(Ordering::SeqCst)
+        self.reachable_unless_backing_off(|| self.inner.clock.now())
+    }
+
+    /// [`is_reachable`](Self::is_reachable) at the clock reading `now`.
+    fn is_reachable_at(&self, now: Timestamp) -> bool {
+        self.reachable_unless_backing_off(|| now)
+    }
+
+    /// Online, and not backing off after a transient failure (the clock is read only then).
+    fn reachable_unless_backing_off(&self, now: impl FnOnce() -> Timestamp) -> bool {
+        if !self.inner.connectivity.is_online() {
+            return false;
+        }
+        let until = self.inner.offline_until.load(Ordering::SeqCst);
+        until == 0 || now().as_millis() >= until
     }
 
     /// The connection came back (the connectivity says so, or a call got through after
@@ -283,10 +303,7 @@ impl SyncService {
         // An answer to a request sent before the connection dropped can arrive after the
         // `offline` event: the connectivity, not the late answer, says whether we are online.
         let online = self.inner.connectivity.is_online();
-        self.inner.hub.update(|s| {
-            s.online = online;
-            s.last_error = None;
-        });
+        self.inner.hub.set_online_clear_error(online);
     }
 
     fn mark_unreachable(&self, error: String, retry_after: Option<Duration>) {

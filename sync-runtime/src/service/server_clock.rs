@@ -9,6 +9,7 @@
 //! ([`Store::set_clock_offset`]) so that it holds after a restart and offline.
 
 use super::*;
+use std::sync::atomic::AtomicI64;
 
 /// How far (beyond a reading's own uncertainty) a reading must move the offset before the
 /// service takes it: a second, the precision of the HTTP `Date` header. Network jitter below
@@ -21,16 +22,18 @@ const OFFSET_STEP_MILLIS: i64 = 1_000;
 /// further ahead came from a clock found to be fast, and a server refuses it anyway.
 const MAX_HELD_AHEAD_MILLIS: u64 = 60_000;
 
-/// What the service knows of the server's clock.
+/// What the service knows of the server's clock. Atomics, because every call reads them;
+/// changes (rare: a new offset) take `changing`, so that they do not interleave.
 #[derive(Debug, Default)]
 pub(super) struct ServerClock {
     /// Server time minus device time, in milliseconds.
-    offset: i64,
+    offset: AtomicI64,
     /// Whether `offset` came from the store or from an answer (else it is the initial zero and
-    /// the store may know better).
-    known: bool,
+    /// the store may know better). Set after `offset`.
+    known: AtomicBool,
     /// An answer moved `offset` since it was last saved.
-    unsaved: bool,
+    unsaved: AtomicBool,
+    changing: Mutex<()>,
 }
 
 impl SyncService {
@@ -50,7 +53,7 @@ impl SyncService {
     /// How far the server's clock is ahead of this device's, in milliseconds (negative when
     /// the device is ahead), as last learnt; 0 until the first answer or saved offset.
     pub fn clock_offset(&self) -> i64 {
-        lock(&self.inner.server_clock).offset
+        self.inner.server_clock.offset.load(Ordering::SeqCst)
     }
 
     /// Reports the server's clock, read from the answer to a request sent at `sent_at` (a
@@ -93,14 +96,21 @@ impl SyncService {
         let uncertainty = (received - sent) / 2;
         let reading = saturate(i128::from(server_time.as_millis()) - midpoint);
         {
-            let mut clock = lock(&self.inner.server_clock);
-            let moved = i128::from(reading) - i128::from(clock.offset);
-            if clock.known && moved.abs() <= i128::from(OFFSET_STEP_MILLIS) + uncertainty {
+            let clock = &self.inner.server_clock;
+            let _changing = lock(&clock.changing);
+            let (offset, known) = (
+                clock.offset.load(Ordering::SeqCst),
+                clock.known.load(Ordering::SeqCst),
+            );
+            let moved = i128::from(reading) - i128::from(offset);
+            if known && moved.abs() <= i128::from(OFFSET_STEP_MILLIS) + uncertainty {
                 return;
             }
-            clock.unsaved |= !clock.known || clock.offset != reading;
-            clock.offset = reading;
-            clock.known = true;
+            if !known || offset != reading {
+                clock.unsaved.store(true, Ordering::SeqCst);
+            }
+            clock.offset.store(reading, Ordering::SeqCst);
+            clock.known.store(true, Ordering::SeqCst);
         }
         // Ids minted by a clock now known to be far too fast are in the server's future: the
         // next ones go by the corrected clock instead of waiting for it to catch up.
@@ -110,45 +120,54 @@ impl SyncService {
         lock(&self.inner.ids).forget_after(limit);
     }
 
-    /// Loads the saved offset, once, unless an answer already gave one.
-    pub(super) async fn load_clock_offset(&self) {
-        if lock(&self.inner.server_clock).known {
-            return;
+    /// Loads the saved offset, once, unless an answer already gave one. Says whether the
+    /// offset is known now (else the next call tries again).
+    pub(super) async fn load_clock_offset(&self) -> bool {
+        let clock = &self.inner.server_clock;
+        if clock.known.load(Ordering::SeqCst) {
+            return true;
         }
         match self.inner.store.clock_offset().await {
             Ok(saved) => {
-                let mut clock = lock(&self.inner.server_clock);
-                if !clock.known {
-                    clock.offset = saved.unwrap_or(0);
-                    clock.known = true;
+                let _changing = lock(&clock.changing);
+                if !clock.known.load(Ordering::SeqCst) {
+                    clock.offset.store(saved.unwrap_or(0), Ordering::SeqCst);
+                    clock.known.store(true, Ordering::SeqCst);
                 }
+                true
             }
             // Stamps then go by the device's clock until the next answer: not a reason to
             // fail the call.
-            Err(e) => trace::store_error("read the clock offset", &e),
+            Err(e) => {
+                trace::store_error("read the clock offset", &e);
+                false
+            }
         }
     }
 
     /// Saves the offset if an answer moved it.
     pub(super) async fn save_clock_offset(&self) {
-        let offset = {
-            let mut clock = lock(&self.inner.server_clock);
-            if !core::mem::take(&mut clock.unsaved) {
-                return;
-            }
-            clock.offset
-        };
+        let clock = &self.inner.server_clock;
+        if !clock.unsaved.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let offset = clock.offset.load(Ordering::SeqCst);
         if let Err(e) = self.inner.store.set_clock_offset(offset).await {
             trace::store_error("save the clock offset", &e);
-            lock(&self.inner.server_clock).unsaved = true;
+            clock.unsaved.store(true, Ordering::SeqCst);
         }
     }
 
     /// The device's clock corrected by the offset, in milliseconds: what new ids carry.
     pub(super) fn corrected_millis(&self) -> u64 {
+        self.corrected_millis_at(self.inner.clock.now())
+    }
+
+    /// The device's clock reading `local`, corrected by the offset.
+    pub(super) fn corrected_millis_at(&self, local: Timestamp) -> u64 {
         shift(
-            self.inner.clock.now().as_millis(),
-            lock(&self.inner.server_clock).offset,
+            local.as_millis(),
+            self.inner.server_clock.offset.load(Ordering::SeqCst),
         )
     }
 }
