@@ -434,3 +434,228 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_records() {
     drop(store);
     delete(&name).await;
 }
+
+/// A plain JavaScript object with these fields, as the store writes them.
+fn object(fields: &[(&str, JsValue)]) -> js_sys::Object {
+    let object = js_sys::Object::new();
+    for (field, value) in fields {
+        js_sys::Reflect::set(&object, &JsValue::from_str(field), value).expect("set a field");
+    }
+    object
+}
+
+/// A queued call as schema version 2 wrote it, under its number `seq`.
+fn v2_queued(seq: f64, n: u128, scope: &str) -> js_sys::Object {
+    object(&[
+        ("seq", JsValue::from_f64(seq)),
+        ("id", JsValue::from_str(&id(n).to_string())),
+        ("name", JsValue::from_str("add_product")),
+        ("version", JsValue::from_f64(1.0)),
+        ("kind", JsValue::from_str("mutation")),
+        ("params", JsValue::from_str(&format!(r#"{{"n":{n}}}"#))),
+        ("timestamp", JsValue::from_f64(1_000.0 + n as f64)),
+        ("retries", JsValue::from_f64(0.0)),
+        ("next_attempt_at", JsValue::from_f64(1_000.0 + n as f64)),
+        ("queued_at", JsValue::from_f64(1_000.0 + n as f64)),
+        ("last_error", JsValue::NULL),
+        ("scope", JsValue::from_str(scope)),
+    ])
+}
+
+/// A record (or a shadowed value) as schema version 2 wrote it.
+fn v2_record(value: &str, timestamp: f64, action: u128) -> js_sys::Object {
+    object(&[
+        ("collection", JsValue::from_str("products")),
+        ("key", JsValue::from_str("p1")),
+        ("value", JsValue::from_str(value)),
+        ("timestamp", JsValue::from_f64(timestamp)),
+        ("action", JsValue::from_str(&id(action).to_string())),
+    ])
+}
+
+/// A database created by schema version 2, whose queue was numbered by a counter in `meta`,
+/// is upgraded to the queue that numbers its calls itself: its calls keep their numbers,
+/// scopes and order, its dead letter, record, pending write and shadowed server value stay,
+/// and new calls are numbered after every number the old counter handed out.
+#[wasm_bindgen_test]
+async fn a_version_2_database_is_upgraded_and_keeps_its_records() {
+    use rexie::{Index, ObjectStore, Rexie, TransactionMode};
+    let name = fresh_name("v2");
+    // The object stores version 2 created.
+    let v2 = Rexie::builder(&name)
+        .version(2)
+        .add_object_store(
+            ObjectStore::new("queue")
+                .key_path("seq")
+                .add_index(Index::new("by_id", "id").unique(true))
+                .add_index(Index::new_array("by_query", ["kind", "name", "params"]))
+                .add_index(Index::new_array("by_scope", ["scope", "id"])),
+        )
+        .add_object_store(
+            ObjectStore::new("dead_letters")
+                .key_path("dead_seq")
+                .add_index(Index::new("by_id", "action.id")),
+        )
+        .add_object_store(ObjectStore::new("records").key_path_array(["collection", "key"]))
+        .add_object_store(ObjectStore::new("meta"))
+        .add_object_store(
+            ObjectStore::new("pending_writes")
+                .key_path_array(["action", "collection", "key"])
+                .add_index(Index::new("by_action", "action"))
+                .add_index(Index::new_array("by_record", ["collection", "key"])),
+        )
+        .add_object_store(ObjectStore::new("shadowed").key_path_array(["collection", "key"]))
+        .add_object_store(
+            ObjectStore::new("dead_writes")
+                .key_path_array(["action", "collection", "key"])
+                .add_index(Index::new("by_action", "action")),
+        )
+        .build()
+        .await
+        .expect("create a version 2 database");
+    // Calls 4 (numbered 3) and 2 (numbered 5, queued later in another scope); call 3 was
+    // numbered 6 and buried; the call numbered 7 was completed, so the counter is past every
+    // number still stored.
+    let queue = [v2_queued(3.0, 4, ""), v2_queued(5.0, 2, "product:p1")];
+    let buried = object(&[
+        ("dead_seq", JsValue::from_f64(1.0)),
+        ("action", v2_queued(6.0, 3, "").into()),
+        ("reason", JsValue::from_str("rejected")),
+        ("message", JsValue::from_str("the server refused it")),
+        ("failed_at", JsValue::from_f64(9.0)),
+    ]);
+    // Call 4 edited p1 (which held v0); the server's newer value waits aside.
+    let record = v2_record("edited", 1_004.0, 4);
+    let pending = v2_record("edited", 1_004.0, 4);
+    js_sys::Reflect::set(&pending, &"prior".into(), &v2_record("v0", 5.0, 5).into())
+        .expect("set the prior record");
+    let shadowed = v2_record("server", 2_000.0, 7);
+    let tx = v2
+        .transaction(
+            &[
+                "queue",
+                "dead_letters",
+                "records",
+                "meta",
+                "pending_writes",
+                "shadowed",
+            ],
+            TransactionMode::ReadWrite,
+        )
+        .expect("a transaction");
+    for queued in &queue {
+        tx.store("queue")
+            .expect("queue")
+            .put(queued, None)
+            .await
+            .expect("queue a call");
+    }
+    tx.store("dead_letters")
+        .expect("dead letters")
+        .put(&buried, None)
+        .await
+        .expect("bury a call");
+    tx.store("records")
+        .expect("records")
+        .put(&record, None)
+        .await
+        .expect("write a record");
+    tx.store("pending_writes")
+        .expect("pending writes")
+        .put(&pending, None)
+        .await
+        .expect("write a pending write");
+    tx.store("shadowed")
+        .expect("shadowed")
+        .put(&shadowed, None)
+        .await
+        .expect("shadow a server value");
+    let meta = tx.store("meta").expect("meta");
+    for (key, value) in [
+        ("schema_version", 2.0),
+        ("last_seq", 7.0),
+        ("last_dead_seq", 1.0),
+    ] {
+        meta.put(&JsValue::from_f64(value), Some(&JsValue::from_str(key)))
+            .await
+            .expect("write meta");
+    }
+    tx.done().await.expect("commit");
+    v2.close();
+
+    let store = open(&name).await;
+    let queued = store.queued(None, 10).await.expect("the queue");
+    assert_eq!(
+        queued
+            .iter()
+            .map(|q| (q.id, q.seq, q.scope.as_str(), q.params.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (id(2), 5, "product:p1", r#"{"n":2}"#),
+            (id(4), 3, "", r#"{"n":4}"#)
+        ],
+        "the calls of version 2, in id order"
+    );
+    let heads = store.scope_heads().await.expect("scope heads");
+    assert_eq!(
+        heads.iter().map(|q| q.id).collect::<Vec<_>>(),
+        [id(2), id(4)]
+    );
+    let dead = store.dead_letters().await.expect("dead letters");
+    assert_eq!(
+        dead.iter()
+            .map(|d| (d.action.id, d.action.seq, d.message.as_str()))
+            .collect::<Vec<_>>(),
+        [(id(3), 6, "the server refused it")]
+    );
+    let p1 = store.get("products", "p1").await.expect("read p1");
+    assert_eq!(p1.and_then(|r| r.value).as_deref(), Some("edited"));
+    assert_eq!(
+        store.counts().await.expect("counts"),
+        Counts {
+            pending: 2,
+            dead: 1
+        }
+    );
+
+    // New calls go after every number the counter of version 2 handed out, and after the old
+    // calls in id order; an id already queued is still kept once.
+    enqueue(&store, 9).await;
+    enqueue(&store, 4).await;
+    let queued = store.queued(None, 10).await.expect("the queue");
+    assert_eq!(
+        queued.iter().map(|q| q.id).collect::<Vec<_>>(),
+        [id(2), id(4), id(9)]
+    );
+    let new_seq = queued[2].seq;
+    assert!(new_seq > 7, "a new call got number {new_seq}, not past 7");
+    let mut revive = Batch::new();
+    revive.revive = Some((id(3), Timestamp(10_000)));
+    apply(&store, revive).await;
+    let revived = store.queued(None, 10).await.expect("the queue");
+    let revived = revived.iter().find(|q| q.id == id(3)).expect("3 revived");
+    assert!(
+        revived.seq > new_seq,
+        "the revived call got number {}, not past {new_seq}",
+        revived.seq
+    );
+
+    // Call 4 leaves the queue: its pending write goes, and the shadowed server value takes
+    // over.
+    let mut complete = Batch::new();
+    complete.complete = Some(id(4));
+    apply(&store, complete).await;
+    let p1 = store.get("products", "p1").await.expect("read p1");
+    assert_eq!(p1.and_then(|r| r.value).as_deref(), Some("server"));
+    drop(store);
+
+    // Reopening upgrades nothing more: the numbers go on.
+    let store = open(&name).await;
+    enqueue(&store, 10).await;
+    let queued = store.queued(None, 10).await.expect("the queue");
+    let last = queued.last().expect("a queue");
+    assert_eq!(last.id, id(10));
+    assert!(last.seq > revived.seq, "number {} reused", last.seq);
+    drop(store);
+    delete(&name).await;
+}

@@ -4,7 +4,7 @@
 //!
 //! | object store     | key                         | indexes                                     |
 //! | ---------------- | --------------------------- | ------------------------------------------- |
-//! | `queue`          | `seq`                       | `by_id` (`id`, unique), `by_query` (`[kind, name, params]`), `by_scope` (`[scope, id]`) |
+//! | `queue`          | `seq`, generated            | `by_id` (`id`, unique), `by_query` (`[kind, name, params]`), `by_scope` (`[scope, id]`) |
 //! | `dead_letters`   | `dead_seq`                  | `by_id` (`action.id`)                       |
 //! | `records`        | `[collection, key]`         |                                             |
 //! | `meta`           | out of line: a name         |                                             |
@@ -18,12 +18,18 @@
 //! what each dead letter's action wrote (see the
 //! [store module docs](super#local-data-that-stays-true)).
 //!
-//! `meta` holds the last sequence numbers handed out (so none is ever reused), the schema
-//! version and the server's clock offset. Every [`Store::apply`] is one readwrite
+//! Schema version 3 made the queue number its calls with a key generator (which never reuses
+//! a number) instead of a counter in `meta`, so that queueing a mutation is one round of
+//! IndexedDB requests: its upgrade recreates the queue and copies the calls over, numbers
+//! and all.
+//!
+//! `meta` holds the last dead-letter number handed out (so none is ever reused), the schema
+//! version and the server's clock offset. Every [`Store::apply`] commits one readwrite
 //! transaction: it validates first, aborts on any error so nothing is half-written, and
 //! awaits nothing but IndexedDB requests while the transaction is open, because IndexedDB
 //! commits a transaction as soon as control returns to the event loop with no request
-//! pending.
+//! pending. (Queueing a mutation whose id is already queued aborts a first transaction and
+//! applies the batch again in a second, which looks the id up.)
 
 use super::local_data::{self, LocalData, PendingWrite};
 use super::{
@@ -34,16 +40,14 @@ use crate::{boxed, ActionId, ActionKind, BoxFuture, StoreError, Timestamp};
 use core::fmt;
 use futures_util::future::{join, FutureExt, Shared};
 use js_sys::{Array, Object, Reflect};
-use rexie::{
-    KeyRange, ObjectStore, Rexie, RexieBuilder, Transaction, TransactionMode, TransactionResult,
-};
+use rexie::{KeyRange, Rexie, Transaction, TransactionMode, TransactionResult};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 
 /// The IndexedDB schema version this build creates and reads. A database created by a newer
 /// build fails to open with [`StoreError::Incompatible`] rather than being misread.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 
 const QUEUE: &str = "queue";
 const DEAD: &str = "dead_letters";
@@ -59,6 +63,7 @@ const CLOCK_OFFSET: &str = "clock_offset";
 const BY_ID: &str = "by_id";
 const BY_QUERY: &str = "by_query";
 const BY_SCOPE: &str = "by_scope";
+/// The `meta` key of the counter that numbered queued calls before schema version 3.
 const LAST_SEQ: &str = "last_seq";
 const LAST_DEAD_SEQ: &str = "last_dead_seq";
 const SCHEMA: &str = "schema_version";
@@ -251,26 +256,45 @@ impl IndexedDbStore {
         if batch.is_empty() {
             return Ok(Applied::default());
         }
+        // A mutation is added to the queue without looking its id up first, so that queueing
+        // it is one round of requests. If the id is already queued, the unique index refuses
+        // the add, which aborts the transaction (`rexie` cannot keep a failed request from
+        // doing so): the whole batch is then applied again, looking the id up first.
+        let again = batch
+            .enqueue
+            .as_ref()
+            .is_some_and(|new| new.kind == ActionKind::Mutation)
+            .then(|| batch.clone());
+        let result = match (self.apply_once(batch, Lookup::Optimistic).await, again) {
+            (Err(Fail::AlreadyQueued), Some(batch)) => self.apply_once(batch, Lookup::First).await,
+            (result, _) => result,
+        };
+        result.map_err(|fail| fail.into_store_error(self))
+    }
+
+    /// Applies the batch in one readwrite transaction.
+    async fn apply_once(&self, batch: Batch, lookup: Lookup) -> Result<Applied, Fail> {
         let stores = stores_touched(&batch);
         let (_db, transaction) = self
             .transaction(&stores, TransactionMode::ReadWrite)
-            .await?;
+            .await
+            .map_err(Fail::Store)?;
         let result = match Tx::new(&transaction, &stores) {
-            Ok(tx) => tx.apply(batch).await,
+            Ok(tx) => tx.apply(batch, lookup).await,
             Err(e) => Err(Fail::Idb("open the object stores", e)),
         };
         match result {
             Ok(applied) => match transaction.done().await {
                 Ok(TransactionResult::Committed) => Ok(applied),
-                Ok(TransactionResult::Aborted) => Err(unexplained_abort().await),
-                Err(e) => Err(idb_error("commit", &e)),
+                Ok(TransactionResult::Aborted) => Err(Fail::Store(unexplained_abort().await)),
+                Err(e) => Err(Fail::Idb("commit", e)),
             },
             Err(fail) => {
                 // Nothing was written yet if validation failed, and a failed request has
                 // already aborted the transaction; abort anyway so no partial batch can
                 // commit. An error here means it was already aborted.
                 let _ = transaction.abort().await;
-                Err(fail.into_store_error(self))
+                Err(fail)
             }
         }
     }
@@ -288,44 +312,44 @@ impl IndexedDbStore {
 }
 
 /// Opens the database, creating or upgrading its object stores, and records the schema.
+///
+/// `rexie`'s builder can only add the object stores and indexes that are missing, and it
+/// deletes every object store it is not told about. Schema version 3 recreates the queue with
+/// a key generator and copies its calls over, which only code of our own in the
+/// `upgradeneeded` event can do: [`schema::create_or_upgrade`] opens the database first, at
+/// this build's version, and `rexie` then opens it at the version it has, which upgrades
+/// nothing.
 async fn open_database(name: String) -> Result<Rc<Database>, OpenError> {
-    let queue = ObjectStore::new(QUEUE)
-        .key_path("seq")
-        .add_index(rexie::Index::new(BY_ID, "id").unique(true))
-        .add_index(rexie::Index::new_array(
-            BY_QUERY,
-            ["kind", "name", "params"],
-        ));
-    let queue = upgrade_to_v2::queue_indexes(queue);
-    let dead = ObjectStore::new(DEAD)
-        .key_path("dead_seq")
-        .add_index(rexie::Index::new(BY_ID, "action.id"));
-    let records = ObjectStore::new(RECORDS).key_path_array(["collection", "key"]);
-    let meta = ObjectStore::new(META);
-    let builder = Rexie::builder(&name)
-        .version(SCHEMA_VERSION)
-        .add_object_store(queue)
-        .add_object_store(dead)
-        .add_object_store(records)
-        .add_object_store(meta);
-    // The builder is declarative: an upgrade from an older version creates what is missing.
-    let rexie = upgrade_to_v2::local_data_stores(builder)
-        .build()
+    let open_error = |e: rexie::Error| match dom_exception_name(&e).as_deref() {
+        Some("VersionError") => OpenError::Incompatible(format!(
+            "it was created by a newer version of sync-runtime (this build reads schema \
+             version {SCHEMA_VERSION})"
+        )),
+        Some("QuotaExceededError") => OpenError::Full(quota_message(&e)),
+        _ => OpenError::Backend(describe(&e)),
+    };
+    schema::create_or_upgrade(&name)
         .await
-        .map_err(|e| match dom_exception_name(&e).as_deref() {
-            Some("VersionError") => OpenError::Incompatible(format!(
-                "it was created by a newer version of sync-runtime (this build reads schema version {SCHEMA_VERSION})"
-            )),
-            Some("QuotaExceededError") => OpenError::Full(quota_message(&e)),
-            _ => OpenError::Backend(describe(&e)),
-        })?;
+        .map_err(|e| open_error(e.into()))?;
+    let rexie = Rexie::builder(&name).build().await.map_err(open_error)?;
     let db = Rc::new(Database(Some(rexie)));
+    // Another tab may have deleted (or a newer build upgraded) the database between the two
+    // opens; the next call tries again.
+    match db.0.as_ref().map(Rexie::version) {
+        Some(Ok(version)) if version == SCHEMA_VERSION => {}
+        _ => {
+            return Err(OpenError::Backend(
+                "the database was deleted or upgraded while it was being opened".to_owned(),
+            ))
+        }
+    }
     record_schema(&db).await?;
     Ok(db)
 }
 
 /// Writes the schema version into `meta` on first open (and after an upgrade), and checks it
-/// on later ones.
+/// on later ones. The upgrades of the records themselves that need no version change run
+/// here, in the same transaction.
 async fn record_schema(db: &Database) -> Result<(), OpenError> {
     let backend = |e: rexie::Error| OpenError::Backend(describe(&e));
     let Some(rexie) = db.0.as_ref() else {
@@ -347,10 +371,13 @@ async fn record_schema(db: &Database) -> Result<(), OpenError> {
         }
         Some(version) if version >= f64::from(SCHEMA_VERSION) => {}
         Some(version) => {
+            let queue = transaction.store(QUEUE).map_err(backend)?;
             if version < 2.0 {
-                let queue = transaction.store(QUEUE).map_err(backend)?;
                 upgrade_to_v2::queued_rows(&queue).await.map_err(backend)?;
             }
+            upgrade_to_v3::continue_numbering(&queue, &meta)
+                .await
+                .map_err(backend)?;
             meta.put(
                 &JsValue::from(SCHEMA_VERSION),
                 Some(&JsValue::from_str(SCHEMA)),
@@ -376,38 +403,283 @@ async fn record_schema(db: &Database) -> Result<(), OpenError> {
     }
 }
 
+/// The object stores of this schema version, and the version change that creates them or
+/// upgrades an older database to them.
+mod schema {
+    use super::{
+        BY_ACTION, BY_ID, BY_QUERY, BY_RECORD, BY_SCOPE, DEAD, DEAD_WRITES, META, PENDING, QUEUE,
+        RECORDS, SCHEMA_VERSION, SHADOWED,
+    };
+    use idb::{
+        Event as _, Factory, IndexParams, KeyPath, ObjectStoreParams, Request as _, StoreEvent as _,
+    };
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Where the queue of versions 1 and 2 waits while its calls are copied into the new one.
+    const OLD_QUEUE: &str = "queue_before_v3";
+
+    /// A key path: one property, or several (the key is then an array).
+    #[derive(Clone, Copy)]
+    enum Path {
+        One(&'static str),
+        Many(&'static [&'static str]),
+    }
+
+    impl Path {
+        fn key_path(self) -> KeyPath {
+            match self {
+                Path::One(path) => KeyPath::new_single(path),
+                Path::Many(paths) => KeyPath::new_array(paths.iter().copied()),
+            }
+        }
+    }
+
+    struct Index {
+        name: &'static str,
+        path: Path,
+        unique: bool,
+    }
+
+    /// An object store: its key path (`None`: keys are given apart from the values), whether
+    /// it numbers its records itself, and its indexes.
+    struct Layout {
+        name: &'static str,
+        key: Option<Path>,
+        auto_increment: bool,
+        indexes: &'static [Index],
+    }
+
+    const RECORD_KEY: Path = Path::Many(&["collection", "key"]);
+    const WRITE_KEY: Path = Path::Many(&["action", "collection", "key"]);
+
+    /// Every object store of schema version 3 (see the table in the module docs).
+    const LAYOUT: [Layout; 7] = [
+        Layout {
+            name: QUEUE,
+            key: Some(Path::One("seq")),
+            // Version 3: IndexedDB numbers the calls, so queueing one needs no counter to be
+            // read and written first; a key generator never reuses a number.
+            auto_increment: true,
+            indexes: &[
+                Index {
+                    name: BY_ID,
+                    path: Path::One("id"),
+                    unique: true,
+                },
+                Index {
+                    name: BY_QUERY,
+                    path: Path::Many(&["kind", "name", "params"]),
+                    unique: false,
+                },
+                // Version 2: ordering scopes.
+                Index {
+                    name: BY_SCOPE,
+                    path: Path::Many(&["scope", "id"]),
+                    unique: false,
+                },
+            ],
+        },
+        Layout {
+            name: DEAD,
+            key: Some(Path::One("dead_seq")),
+            auto_increment: false,
+            indexes: &[Index {
+                name: BY_ID,
+                path: Path::One("action.id"),
+                unique: false,
+            }],
+        },
+        Layout {
+            name: RECORDS,
+            key: Some(RECORD_KEY),
+            auto_increment: false,
+            indexes: &[],
+        },
+        Layout {
+            name: META,
+            key: None,
+            auto_increment: false,
+            indexes: &[],
+        },
+        // Version 2: local data that stays true.
+        Layout {
+            name: PENDING,
+            key: Some(WRITE_KEY),
+            auto_increment: false,
+            indexes: &[
+                Index {
+                    name: BY_ACTION,
+                    path: Path::One("action"),
+                    unique: false,
+                },
+                Index {
+                    name: BY_RECORD,
+                    path: RECORD_KEY,
+                    unique: false,
+                },
+            ],
+        },
+        Layout {
+            name: SHADOWED,
+            key: Some(RECORD_KEY),
+            auto_increment: false,
+            indexes: &[],
+        },
+        Layout {
+            name: DEAD_WRITES,
+            key: Some(WRITE_KEY),
+            auto_increment: false,
+            indexes: &[Index {
+                name: BY_ACTION,
+                path: Path::One("action"),
+                unique: false,
+            }],
+        },
+    ];
+
+    /// What failed inside the version change, which the open request only reports as aborted.
+    type Failure = Rc<RefCell<Option<idb::Error>>>;
+
+    /// Opens the database `name` at [`SCHEMA_VERSION`], creating the object stores and indexes
+    /// that are missing and recreating a queue of version 1 or 2, then closes it. Fails with
+    /// `VersionError` if the database has a newer version.
+    pub(super) async fn create_or_upgrade(name: &str) -> Result<(), idb::Error> {
+        let failure = Failure::default();
+        let mut request = Factory::new()?.open(name, Some(SCHEMA_VERSION))?;
+        let failed = Rc::clone(&failure);
+        request.on_upgrade_needed(move |event| {
+            if let Err(e) = version_change(&event, &failed) {
+                *failed.borrow_mut() = Some(e);
+                // Nothing of a half-done upgrade stays: the database keeps its old version.
+                if let Some(transaction) = event.target().ok().and_then(|r| r.transaction()) {
+                    let _ = transaction.abort();
+                }
+            }
+        });
+        let opened = request.await;
+        if let Some(e) = failure.borrow_mut().take() {
+            return Err(e);
+        }
+        opened?.close();
+        Ok(())
+    }
+
+    fn version_change(
+        event: &idb::event::VersionChangeEvent,
+        failure: &Failure,
+    ) -> Result<(), idb::Error> {
+        let request = event.target()?;
+        let database = request.database()?;
+        let transaction = request
+            .transaction()
+            .ok_or(idb::Error::TransactionNotFound)?;
+        watch_for_abort(&request, failure)?;
+        let has = |name: &str| database.store_names().iter().any(|n| n == name);
+        // Versions 1 and 2 numbered the calls with a counter in `meta`: their queue has no key
+        // generator, and a key generator is only given when an object store is created. The
+        // old queue is set aside under another name while the new one is created.
+        let mut old_queue = None;
+        if has(QUEUE) {
+            let queue = transaction.object_store(QUEUE)?;
+            if !queue.auto_increment() {
+                queue.set_name(OLD_QUEUE);
+                old_queue = Some(queue);
+            }
+        }
+        for layout in &LAYOUT {
+            let store = if has(layout.name) {
+                transaction.object_store(layout.name)?
+            } else {
+                let mut params = ObjectStoreParams::new();
+                params
+                    .auto_increment(layout.auto_increment)
+                    .key_path(layout.key.map(Path::key_path));
+                database.create_object_store(layout.name, params)?
+            };
+            let indexes = store.index_names();
+            for index in layout.indexes {
+                if !indexes.iter().any(|n| n == index.name) {
+                    let mut params = IndexParams::new();
+                    params.unique(index.unique);
+                    store.create_index(index.name, index.path.key_path(), Some(params))?;
+                }
+            }
+        }
+        if let Some(old_queue) = old_queue {
+            copy_queue(&old_queue, transaction.object_store(QUEUE)?, failure)?;
+        }
+        Ok(())
+    }
+
+    /// Records why the version change aborted, unless a failure is already recorded: a request
+    /// that fails (for the quota, say) aborts it, and the open request then only says
+    /// `AbortError`, while the transaction says why.
+    fn watch_for_abort(
+        request: &idb::request::OpenDatabaseRequest,
+        failure: &Failure,
+    ) -> Result<(), idb::Error> {
+        let mut transaction = request
+            .transaction()
+            .ok_or(idb::Error::TransactionNotFound)?;
+        let failed = Rc::clone(failure);
+        transaction.on_abort(move |event| {
+            let mut failed = failed.borrow_mut();
+            if failed.is_none() {
+                *failed = event
+                    .target()
+                    .and_then(|target| idb::Transaction::try_from(target).ok())
+                    .and_then(|transaction| transaction.error())
+                    .map(idb::Error::DomException);
+            }
+        });
+        // The callback must outlive this function: it runs when the version change ends.
+        transaction.forget_callbacks();
+        Ok(())
+    }
+
+    /// Copies every call of the old queue into the new one under its number (which moves the
+    /// new key generator past it), then deletes the old queue; all inside the version change.
+    fn copy_queue(
+        old_queue: &idb::ObjectStore,
+        queue: idb::ObjectStore,
+        failure: &Failure,
+    ) -> Result<(), idb::Error> {
+        let mut read = old_queue.get_all(None, None)?;
+        let failed = Rc::clone(failure);
+        read.on_success(move |event| {
+            let copied = (|| -> Result<(), idb::Error> {
+                for value in event.result()? {
+                    queue.put(&value, None)?;
+                }
+                let transaction = event
+                    .target()?
+                    .transaction()
+                    .ok_or(idb::Error::TransactionNotFound)?;
+                transaction.database().delete_object_store(OLD_QUEUE)
+            })();
+            if let Err(e) = copied {
+                *failed.borrow_mut() = Some(e);
+                if let Some(transaction) = event.target().ok().and_then(|r| r.transaction()) {
+                    let _ = transaction.abort();
+                }
+            }
+        });
+        // The callback must outlive this function: it runs when the read completes. (A failed
+        // read aborts the version change by itself.)
+        read.forget_callbacks();
+        Ok(())
+    }
+}
+
 /// Version 2: ordering scopes and local data that stays true.
 ///
 /// Queued calls carry their `scope` (`""` is the global scope), and the queue gets the index
 /// `by_scope` on `[scope, id]`, from which replay reads each scope's calls in order. Calls
 /// queued by version 1 get the global scope: an index leaves out records that lack its key.
 mod upgrade_to_v2 {
-    use super::{BY_ACTION, BY_RECORD, BY_SCOPE, DEAD_WRITES, PENDING, SHADOWED};
     use js_sys::Reflect;
-    use rexie::{ObjectStore, RexieBuilder};
     use wasm_bindgen::JsValue;
-
-    /// The queue's indexes added in version 2, created by the version change.
-    pub(super) fn queue_indexes(queue: ObjectStore) -> ObjectStore {
-        queue.add_index(rexie::Index::new_array(BY_SCOPE, ["scope", "id"]))
-    }
-
-    /// What schema version 2 adds for local data: the pending writes of queued actions, the
-    /// shadowed server values, and the writes kept with dead letters.
-    pub(super) fn local_data_stores(builder: RexieBuilder) -> RexieBuilder {
-        let pending = ObjectStore::new(PENDING)
-            .key_path_array(["action", "collection", "key"])
-            .add_index(rexie::Index::new(BY_ACTION, "action"))
-            .add_index(rexie::Index::new_array(BY_RECORD, ["collection", "key"]));
-        let shadowed = ObjectStore::new(SHADOWED).key_path_array(["collection", "key"]);
-        let dead_writes = ObjectStore::new(DEAD_WRITES)
-            .key_path_array(["action", "collection", "key"])
-            .add_index(rexie::Index::new(BY_ACTION, "action"));
-        builder
-            .add_object_store(pending)
-            .add_object_store(shadowed)
-            .add_object_store(dead_writes)
-    }
 
     /// Puts every queued call of version 1 in the global scope. Awaits only IndexedDB
     /// requests, inside the transaction that records the new schema version.
@@ -423,13 +695,57 @@ mod upgrade_to_v2 {
     }
 }
 
+/// Version 3: the queue numbers its calls with a key generator (see [`schema`]), instead of
+/// the counter `last_seq` in `meta`.
+mod upgrade_to_v3 {
+    use super::{decode_u64, LAST_SEQ, MAX_SAFE_INTEGER};
+    use js_sys::{Object, Reflect};
+    use wasm_bindgen::JsValue;
+
+    /// Makes the key generator go on after the last number the old counter handed out, which
+    /// may belong to a call no longer queued (completed, or buried: its dead letter keeps it),
+    /// then drops the counter. Awaits only IndexedDB requests, inside the transaction that
+    /// records the new schema version.
+    pub(super) async fn continue_numbering(
+        queue: &rexie::Store,
+        meta: &rexie::Store,
+    ) -> rexie::Result<()> {
+        let counter = JsValue::from_str(LAST_SEQ);
+        let last = meta
+            .get(counter.clone())
+            .await?
+            .and_then(|value| decode_u64(&value, LAST_SEQ).ok())
+            .filter(|&last| last > 0 && last <= MAX_SAFE_INTEGER);
+        if let Some(last) = last {
+            // Exact: at most 2^53 - 1.
+            let key = JsValue::from_f64(last as f64);
+            // A key generator moves past every number used as a key in its store, so writing
+            // a placeholder under the last number (unless a call still holds it) and deleting
+            // it is enough. The placeholder lacks the indexed fields, so no index sees it.
+            if !queue.key_exists(key.clone()).await? {
+                let placeholder = Object::new();
+                Reflect::set(&placeholder, &JsValue::from_str("seq"), &key).map_err(|e| {
+                    rexie::Error::IdbError(idb::Error::UnexpectedJsType("an object", e))
+                })?;
+                queue.put(&placeholder.into(), None).await?;
+                queue.delete(key).await?;
+            }
+        }
+        meta.delete(counter).await
+    }
+}
+
 /// The object stores a batch reads or writes; a transaction must name them up front.
 fn stores_touched(batch: &Batch) -> Vec<&'static str> {
     let mut stores = Vec::with_capacity(7);
     // Writes, and every change that moves an action in or out of the queue or the dead
-    // letters, may read or change local data.
+    // letters, may read or change local data; queueing a mutation moves none out (only a
+    // query replaces a queued one), so without writes it touches the queue alone.
     if !batch.writes.is_empty()
-        || batch.enqueue.is_some()
+        || batch
+            .enqueue
+            .as_ref()
+            .is_some_and(|new| new.kind == ActionKind::Query)
         || batch.complete.is_some()
         || batch.bury.is_some()
         || batch.revive.is_some()
@@ -448,7 +764,8 @@ fn stores_touched(batch: &Batch) -> Vec<&'static str> {
     if batch.bury.is_some() || batch.revive.is_some() || batch.discard.is_some() {
         stores.push(DEAD);
     }
-    if batch.enqueue.is_some() || batch.bury.is_some() || batch.revive.is_some() {
+    // The counter that numbers the dead letters.
+    if batch.bury.is_some() {
         stores.push(META);
     }
     stores
@@ -459,6 +776,19 @@ enum Fail {
     Store(StoreError),
     Idb(&'static str, rexie::Error),
     Decode(String),
+    /// The unique index refused a call added without looking its id up first: the
+    /// transaction is aborted, and the batch is applied again with [`Lookup::First`].
+    AlreadyQueued,
+}
+
+/// Whether queueing a mutation looks its id up before adding it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Add it at once: one round of requests, and an aborted transaction if the id is
+    /// already queued.
+    Optimistic,
+    /// Look it up first: enqueueing an id already queued keeps the first.
+    First,
 }
 
 impl Fail {
@@ -467,6 +797,11 @@ impl Fail {
             Fail::Store(e) => e,
             Fail::Idb(operation, e) => idb_error(operation, &e),
             Fail::Decode(reason) => store.incompatible(reason),
+            // `apply_batch` applies the batch again instead; reported only if that is broken.
+            Fail::AlreadyQueued => StoreError::Backend {
+                operation: "queue an action",
+                message: "its id is already queued".to_owned(),
+            },
         }
     }
 }
@@ -552,7 +887,7 @@ impl Tx {
     }
 
     /// Applies a batch in the same order as the in-memory reference store.
-    async fn apply(mut self, batch: Batch) -> Result<Applied, Fail> {
+    async fn apply(mut self, batch: Batch, lookup: Lookup) -> Result<Applied, Fail> {
         self.validate(&batch).await?;
         let mut applied = Applied::default();
         let pending_for = batch.enqueue.as_ref().map(|new| new.id);
@@ -595,7 +930,7 @@ impl Tx {
             local_data::discard(&mut self, id).await?;
         }
         if let Some(new) = batch.enqueue {
-            let (queued, replaced) = self.enqueue(new).await?;
+            let (queued, replaced) = self.enqueue(new, lookup).await?;
             if let Some(replaced) = replaced {
                 local_data::release(&mut self, replaced).await?;
             }
@@ -684,36 +1019,49 @@ impl Tx {
                     .await?
                     .is_some());
         if !duplicate {
-            action.seq = self.take_seq(LAST_SEQ).await?;
             action.retries = 0;
             action.next_attempt_at = now;
             action.queued_at = now;
             action.last_error = None;
-            self.put_queued(&action).await?;
+            // A new number from the key generator.
+            self.add_queued(&action).await?;
         }
         Ok(!duplicate)
     }
 
     /// Queues `new`; returns the id now queued for it, and the queued query it replaced.
-    async fn enqueue(&self, new: NewQueued) -> Result<(ActionId, Option<ActionId>), Fail> {
-        // Every request costs a turn of the browser's event loop, so the requests that do not
-        // depend on each other are made together (IndexedDB still runs them in the order they
-        // were made): the lookups with the counter's read, then the counter's write with the
-        // record's. One after the other, they made queueing a call take twice as long as one
-        // raw `add` (BENCHMARKS.md, row 6).
-        let (existing, last) = join(self.already_queued(&new), self.read_seq(LAST_SEQ)).await;
-        let replaced = match existing? {
-            Some(Existing::SameCall) => return Ok((new.id, None)),
-            // A refresh of a query already queued replaces it, at the new call's place.
-            Some(Existing::SameQuery { seq, id }) => {
-                self.delete_queued(seq).await?;
-                Some(id)
+    ///
+    /// Every request costs a turn of the browser's event loop, so the requests that do not
+    /// depend on each other are made together (IndexedDB still runs them in the order they
+    /// were made), and a mutation queued with [`Lookup::Optimistic`] is one request: the key
+    /// generator numbers it, and the unique index on ids refuses it if its id is queued.
+    async fn enqueue(
+        &self,
+        new: NewQueued,
+        lookup: Lookup,
+    ) -> Result<(ActionId, Option<ActionId>), Fail> {
+        let is_query = new.kind == ActionKind::Query;
+        let looked_up = is_query || lookup == Lookup::First;
+        let mut replaced = None;
+        if looked_up {
+            // The same call (enqueueing the same id twice keeps the first), or a query with
+            // the same name and params.
+            let same_query = async {
+                if is_query {
+                    self.queued_query(&new.name, &new.params).await
+                } else {
+                    Ok(None)
+                }
+            };
+            let (same_call, same_query) = join(self.queued_by_id(new.id), same_query).await;
+            if same_call?.is_some() {
+                return Ok((new.id, None));
             }
-            None => None,
-        };
-        let seq = next_seq(last?, LAST_SEQ)?;
+            replaced = same_query?.map(|existing| (existing.seq, existing.id));
+        }
         let action = QueuedAction {
-            seq,
+            // Not stored: the key generator numbers the call.
+            seq: 0,
             id: new.id,
             name: new.name,
             version: new.version,
@@ -726,31 +1074,27 @@ impl Tx {
             last_error: None,
             scope: new.scope,
         };
-        let (counter, record) = join(self.write_seq(LAST_SEQ, seq), self.put_queued(&action)).await;
-        counter?;
-        record?;
-        Ok((action.id, replaced))
-    }
-
-    /// What is already queued for `new`: the same call (enqueueing the same id twice keeps
-    /// the first), or a query with the same name and params.
-    async fn already_queued(&self, new: &NewQueued) -> Result<Option<Existing>, Fail> {
-        if self.queued_by_id(new.id).await?.is_some() {
-            return Ok(Some(Existing::SameCall));
-        }
-        if new.kind == ActionKind::Query {
-            if let Some(existing) = self.queued_query(&new.name, &new.params).await? {
-                return Ok(Some(Existing::SameQuery {
-                    seq: existing.seq,
-                    id: existing.id,
-                }));
+        let added = match replaced {
+            // A refresh of a query already queued replaces it, at the new call's place.
+            Some((seq, _)) => {
+                let (deleted, added) =
+                    join(self.delete_queued(seq), self.add_queued(&action)).await;
+                deleted.and(added)
             }
+            None => self.add_queued(&action).await,
+        };
+        match added {
+            Err(Fail::Idb(_, e))
+                if !looked_up && dom_exception_name(&e).as_deref() == Some("ConstraintError") =>
+            {
+                Err(Fail::AlreadyQueued)
+            }
+            added => added.map(|()| (action.id, replaced.map(|(_, id)| id))),
         }
-        Ok(None)
     }
 
     /// Hands out the next number of the counter `name`; numbers are never reused, even after
-    /// the queue empties, because the counter lives apart from the records.
+    /// the dead letters empty, because the counter lives apart from the records.
     async fn take_seq(&self, name: &str) -> Result<u64, Fail> {
         let next = next_seq(self.read_seq(name).await?, name)?;
         self.write_seq(name, next).await?;
@@ -822,6 +1166,13 @@ impl Tx {
     async fn put_queued(&self, action: &QueuedAction) -> Result<(), Fail> {
         let value = encode_queued(action)?;
         req("write a queued action", self.queue()?.put(&value, None)).await?;
+        Ok(())
+    }
+
+    /// Adds a call to the queue under a new number, ignoring `action.seq`.
+    async fn add_queued(&self, action: &QueuedAction) -> Result<(), Fail> {
+        let value = queued_fields(action)?;
+        req("queue an action", self.queue()?.add(&value, None)).await?;
         Ok(())
     }
 
@@ -1005,14 +1356,6 @@ impl LocalData for Tx {
         }
         Ok(writes)
     }
-}
-
-/// What an enqueue finds already queued.
-enum Existing {
-    /// The same call.
-    SameCall,
-    /// A query with the same name and params, under its key and id.
-    SameQuery { seq: u64, id: ActionId },
 }
 
 /// The number after `last` for the counter `name`, while JavaScript numbers hold it exactly.
@@ -1437,8 +1780,15 @@ fn record_key(collection: &str, key: &str) -> Array {
 }
 
 fn encode_queued(action: &QueuedAction) -> Result<JsValue, Fail> {
+    let object = queued_fields(action)?;
+    set(object.unchecked_ref(), "seq", &u64_key(action.seq)?)?;
+    Ok(object)
+}
+
+/// Every field of a queued call but its number, `seq`, which the queue's key generator adds
+/// to a new call.
+fn queued_fields(action: &QueuedAction) -> Result<JsValue, Fail> {
     let object = Object::new();
-    set(&object, "seq", &u64_key(action.seq)?)?;
     set(&object, "id", &id_key(action.id))?;
     set(&object, "name", &JsValue::from_str(&action.name))?;
     set(&object, "version", &JsValue::from(action.version))?;
