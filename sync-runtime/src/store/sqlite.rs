@@ -1125,8 +1125,12 @@ fn apply_batch(
         } else {
             None
         };
-        if exists(tx, "SELECT 1 FROM queue WHERE id = ?1", &new.id)? {
-            // Enqueueing the same id twice keeps the first.
+        // Enqueueing the same id twice keeps the first. A mutation learns it from the insert
+        // (ignored by the unique index on ids), without a lookup of its own; a query must
+        // know before it replaces a queued copy of itself.
+        if new.kind == ActionKind::Query
+            && exists(tx, "SELECT 1 FROM queue WHERE id = ?1", &new.id)?
+        {
             applied.queued = Some(new.id);
         } else {
             if let Some(existing) = duplicate {
@@ -1140,7 +1144,7 @@ fn apply_batch(
                 applied.replaced = Some(replaced);
             }
             let queued = tx.prepare_cached(concat!(
-                "INSERT INTO queue (seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, scope) VALUES (",
+                "INSERT OR IGNORE INTO queue (seq, id, name, version, kind, params, timestamp, retries, next_attempt_at, last_error, queued_at, scope) VALUES (",
                 next_seq!(),
                 ", ?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, NULL, ?7, ?8)"
             ))?
