@@ -159,9 +159,9 @@ CREATE TABLE dead_writes (
 
 // Version 3, one upgrade from version 2, so that queueing a call writes no page a plain queue
 // table would not (each page is a frame in the write-ahead log on every commit):
-// - no `counts` table and no triggers keeping it: the store counts the queue once when it
-//   opens and then keeps the counts itself, from what each batch changed, recounting when
-//   another connection has written to the file (`PRAGMA data_version`);
+// - no `counts` table and no triggers keeping it: the store counts the queue when first
+//   asked and then keeps the counts itself, from what each batch changed, counting again
+//   when another connection has written to the file (`PRAGMA data_version`);
 // - `queue.seq` without AUTOINCREMENT, whose `sqlite_sequence` row is one more page per
 //   insert. Numbers must still never be reused: a new call gets one more than the largest of
 //   the queue's `seq` and the floor kept in `meta`, and deleting the call with the largest
@@ -171,13 +171,13 @@ CREATE TABLE dead_writes (
 // The queue table is rebuilt (SQLite cannot drop AUTOINCREMENT in place), keeping every row
 // and its `seq`.
 const SCHEMA_V3: &str = "
-DROP TRIGGER queue_insert_counts;
-DROP TRIGGER queue_delete_counts;
-DROP TRIGGER dead_insert_counts;
-DROP TRIGGER dead_delete_counts;
-DROP TABLE counts;
+DROP TRIGGER IF EXISTS queue_insert_counts;
+DROP TRIGGER IF EXISTS queue_delete_counts;
+DROP TRIGGER IF EXISTS dead_insert_counts;
+DROP TRIGGER IF EXISTS dead_delete_counts;
+DROP TABLE IF EXISTS counts;
 
-INSERT INTO meta (key, value)
+INSERT OR REPLACE INTO meta (key, value)
     VALUES ('queue_seq_floor', coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'queue'), 0));
 CREATE TABLE queue_v3 (
     seq INTEGER PRIMARY KEY,
@@ -202,8 +202,9 @@ CREATE INDEX queue_by_scope ON queue (scope, id);
 CREATE TRIGGER queue_seq_floor AFTER DELETE ON queue
     WHEN NOT EXISTS (SELECT 1 FROM queue WHERE seq > old.seq)
     BEGIN
-        UPDATE meta SET value = old.seq
-            WHERE key = 'queue_seq_floor' AND CAST(value AS INTEGER) < old.seq;
+        INSERT INTO meta (key, value) VALUES ('queue_seq_floor', old.seq)
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value
+            WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER);
     END;
 ";
 
@@ -263,7 +264,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// The file's schema is versioned. Opening a file written by a newer version of this crate,
 /// a SQLite file of another application, or a file that is not a SQLite database fails with
-/// [`StoreError::Incompatible`] instead of touching it.
+/// [`StoreError::Incompatible`] instead of touching it. A file of an older version is
+/// upgraded in place, in one transaction, by the first store of the newer version that opens
+/// it; stop every process of the older version on the same file first (each checks the
+/// version only when it opens the file, so one still running would misread the new schema).
 ///
 /// ```
 /// use sync_runtime::store::SqliteStore;
@@ -713,7 +717,9 @@ impl Store for SqliteStore {
 impl SqliteStore {
     /// See [`Store::set_aside_unreadable`].
     fn set_aside(&self, failed_at: Timestamp) -> Result<Option<DeadLetter>, StoreError> {
-        let set_aside = self.run("set aside an unreadable queued row", |connection| {
+        let mut locked = self.lock();
+        let Locked { connection, counts } = &mut *locked;
+        let set_aside = (|| {
             // The queue loses a row to the dead letters, but a row of the queue that cannot be
             // read may also be one the counts were never told of (edited in by hand): after
             // this, count again.
@@ -815,9 +821,12 @@ impl SqliteStore {
                 message,
                 failed_at,
             }))
+        })()
+        .map_err(|e: Failure| {
+            e.into_store_error("set aside an unreadable queued row", &self.location)
         });
         if matches!(set_aside, Ok(Some(_))) {
-            self.lock().counts = None;
+            *counts = None;
         }
         set_aside
     }
