@@ -558,11 +558,14 @@ mod schema {
             }
         });
         let opened = request.await;
+        // Closed on every path: an open connection would block later upgrades and deletes.
+        if let Ok(database) = &opened {
+            database.close();
+        }
         if let Some(e) = failure.borrow_mut().take() {
             return Err(e);
         }
-        opened?.close();
-        Ok(())
+        opened.map(drop)
     }
 
     fn version_change(
