@@ -21,7 +21,10 @@
 //! Schema version 3 made the queue number its calls with a key generator (which never reuses
 //! a number) instead of a counter in `meta`, so that queueing a mutation is one round of
 //! IndexedDB requests: its upgrade recreates the queue and copies the calls over, numbers
-//! and all.
+//! and all, in the version-change transaction. Until that commits the queue is held twice, so
+//! an origin at its storage quota fails to open with [`StoreError::Full`] (nothing is lost:
+//! the database keeps version 2 until there is room, and asking for persistent storage with
+//! `navigator.storage.persist()` raises the quota in most browsers).
 //!
 //! `meta` holds the last dead-letter number handed out (so none is ever reused), the schema
 //! version and the server's clock offset. Every [`Store::apply`] commits one readwrite
