@@ -624,12 +624,24 @@ impl<'a> Expansion<'a> {
         // Spanned at the function's name, so `line!()` is the line of the definition.
         let span = self.func.ident().span();
         let private = self.private(span);
+        // Replay decodes the parameters by position, with less code per action, unless a
+        // `#[serde(...)]` attribute on an argument (a rename, a default) needs them by name.
+        let serde_attrs = self
+            .func
+            .args()
+            .flat_map(|arg| &arg.attrs)
+            .any(|attr| attr.path().is_ident("serde"));
+        let entry = if serde_attrs {
+            Ident::new("ENTRY_BY_NAME", span)
+        } else {
+            Ident::new("ENTRY", span)
+        };
         let submit = quote_spanned! {span=>
             #private::inventory::submit! {
                 #[allow(unused_imports)]
                 use #private::unchecked::*;
                 #private::registration(
-                    #private::Checked::<#action>::ENTRY,
+                    #private::Checked::<#action>::#entry,
                     ::core::module_path!(),
                     ::core::file!(),
                     ::core::line!(),

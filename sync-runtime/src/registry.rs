@@ -3,7 +3,7 @@
 //! call can run after a restart without any closure surviving.
 
 use crate::context::ActionContext;
-use crate::{boxed, Action, ActionKind, BoxFuture, ClassifyError, SyncError};
+use crate::{boxed, decode, Action, ActionKind, BoxFuture, ClassifyError, SyncError};
 use core::fmt;
 use core::time::Duration;
 use std::collections::HashMap;
@@ -98,31 +98,65 @@ impl fmt::Debug for Registration {
 
 inventory::collect!(Registration);
 
+/// The [`ReplayFn`] of action `A`, decoding its parameters by field name.
 pub(crate) fn replay<A: Action>(
     params: String,
     context: ActionContext,
 ) -> BoxFuture<'static, Attempt> {
+    replay_decoded::<A>(params, context, decode::by_name)
+}
+
+/// The [`ReplayFn`] of action `A`, whose parameters struct's fields carry no `#[serde(...)]`
+/// attribute, decoding them by position (see [`decode::by_position`]).
+pub(crate) fn replay_by_position<A: Action>(
+    params: String,
+    context: ActionContext,
+) -> BoxFuture<'static, Attempt> {
+    replay_decoded::<A>(params, context, decode::by_position)
+}
+
+/// Runs action `A`'s server body on the parameters `decode` reads from `params`.
+///
+/// Compiled once per action in the user's crate, so it holds only what depends on `A` itself:
+/// decoding is generic over the parameters type alone, and turning the outcome into an
+/// [`Attempt`] over the success and error types alone, which actions often share.
+fn replay_decoded<A: Action>(
+    params: String,
+    context: ActionContext,
+    decode: fn(&str) -> Result<A::Params, serde_json::Error>,
+) -> BoxFuture<'static, Attempt> {
+    // Decoded inside the future, whose panics replay catches, like the body's.
     boxed(async move {
-        let params: A::Params = match serde_json::from_str(&params) {
+        let params = match decode(&params) {
             Ok(params) => params,
             Err(e) => return Attempt::BadParams(e.to_string()),
         };
-        match context.clone().scope(A::server(params)).await {
-            Ok(output) => match serde_json::to_string(&output) {
-                Ok(json) => Attempt::Done(json),
-                Err(e) => Attempt::Failed {
-                    transient: false,
-                    retry_after: None,
-                    message: format!("the response could not be encoded as JSON: {e}"),
-                },
-            },
-            Err(error) => Attempt::Failed {
-                transient: error.is_transient(),
-                retry_after: error.retry_after().or(context.noted_retry_after()),
-                message: error.to_string(),
-            },
-        }
+        let outcome = context.clone().scope(A::server(params)).await;
+        attempt(outcome, &context)
     })
+}
+
+/// The attempt a server body's outcome makes.
+fn attempt<T, E>(outcome: Result<T, E>, context: &ActionContext) -> Attempt
+where
+    T: serde::Serialize,
+    E: ClassifyError + fmt::Display,
+{
+    match outcome {
+        Ok(output) => match serde_json::to_string(&output) {
+            Ok(json) => Attempt::Done(json),
+            Err(e) => Attempt::Failed {
+                transient: false,
+                retry_after: None,
+                message: format!("the response could not be encoded as JSON: {e}"),
+            },
+        },
+        Err(error) => Attempt::Failed {
+            transient: error.is_transient(),
+            retry_after: error.retry_after().or(context.noted_retry_after()),
+            message: error.to_string(),
+        },
+    }
 }
 
 /// Every action linked into this program, by name.

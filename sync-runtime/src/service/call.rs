@@ -5,16 +5,11 @@ use super::*;
 impl SyncService {
     /// Runs one call of action `A`: online through its server body, else through its local
     /// handler with the call queued. `#[offline_action]` functions call this.
-    ///
-    /// Only what depends on `A` is in this generic function (calling the body or the local
-    /// handler, and serializing `A`'s types); the rest is in non-generic helpers, compiled once
-    /// in this crate instead of once per action in the user's crate (BENCHMARKS.md, row 5).
     pub async fn execute_action<A: Action>(
         &self,
         params: A::Params,
     ) -> Result<A::Output, A::Error> {
-        let scope = A::scope(&params);
-        self.execute_action_in_scope::<A>(params, scope).await
+        self.clone().run::<A>(params, None).await
     }
 
     /// Runs one call of action `A` as [`execute_action`](Self::execute_action) does, queueing
@@ -41,7 +36,26 @@ impl SyncService {
         params: A::Params,
         scope: impl Into<String>,
     ) -> Result<A::Output, A::Error> {
-        let scope = scope.into();
+        self.clone().run::<A>(params, Some(scope.into())).await
+    }
+
+    /// Runs one call of action `A`, in `scope` or else the one `A` declares: what the two
+    /// above and the generated functions (through `__private::Checked::execute`) await.
+    ///
+    /// It owns the service, so that generated code awaits this future directly rather than
+    /// a wrapper that keeps the service alive, and it holds only what depends on `A` (calling
+    /// the body or the local handler, and serializing `A`'s types); the rest is in
+    /// non-generic helpers, compiled once in this crate instead of once per action in the
+    /// user's crate (BENCHMARKS.md, row 5).
+    pub(crate) async fn run<A: Action>(
+        self,
+        params: A::Params,
+        scope: Option<String>,
+    ) -> Result<A::Output, A::Error> {
+        let scope = match scope {
+            Some(scope) => scope,
+            None => A::scope(&params),
+        };
         let params_json = canonical_json(&params)
             .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))?;
         let (id, timestamp, online) = self.begin_call().await?;
@@ -49,23 +63,11 @@ impl SyncService {
         if online {
             let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Online);
             let outcome = context.clone().scope(A::server(params.clone())).await;
-            self.save_clock_offset().await;
-            match outcome {
-                Ok(output) => {
-                    let answer =
-                        (A::KIND == ActionKind::Query).then(|| serde_json::to_string(&output));
-                    self.store_answer(&context, &params_json, answer).await;
-                    return Ok(output);
-                }
-                Err(error) if error.is_transient() => {
-                    trace::online_failed(A::NAME, id, &error, true);
-                    let retry_after = error.retry_after().or(context.noted_retry_after());
-                    self.mark_unreachable(error.to_string(), retry_after);
-                }
-                Err(error) => {
-                    trace::online_failed(A::NAME, id, &error, false);
-                    return Err(error);
-                }
+            if let Some(answer) = self
+                .online_outcome(outcome, &context, &params_json, A::KIND)
+                .await
+            {
+                return answer;
             }
         }
         let context = ActionContext::new(self.clone(), id, A::NAME, timestamp, Phase::Offline);
@@ -86,6 +88,42 @@ impl SyncService {
             self.queue_call(&context, call, result.is_ok()).await?;
         }
         result
+    }
+
+    /// Settles an online attempt's outcome: `Some` answer to return (stored, if it succeeded),
+    /// or `None` to answer locally and queue the call (a transient failure).
+    ///
+    /// Generic over the success and error types only, not the action: actions that share them
+    /// (an app's error type, `()`) share this code.
+    async fn online_outcome<T, E>(
+        &self,
+        outcome: Result<T, E>,
+        context: &ActionContext,
+        params_json: &str,
+        kind: ActionKind,
+    ) -> Option<Result<T, E>>
+    where
+        T: serde::Serialize,
+        E: ClassifyError + core::fmt::Display,
+    {
+        self.save_clock_offset().await;
+        match outcome {
+            Ok(output) => {
+                let answer = (kind == ActionKind::Query).then(|| serde_json::to_string(&output));
+                self.store_answer(context, params_json, answer).await;
+                Some(Ok(output))
+            }
+            Err(error) if error.is_transient() => {
+                trace::online_failed(context.name(), context.id(), &error, true);
+                let retry_after = error.retry_after().or(context.noted_retry_after());
+                self.mark_unreachable(error.to_string(), retry_after);
+                None
+            }
+            Err(error) => {
+                trace::online_failed(context.name(), context.id(), &error, false);
+                Some(Err(error))
+            }
+        }
     }
 
     /// Checks the registry, loads the counts, mints the call's id, and says whether the call
