@@ -119,20 +119,48 @@ pub(crate) fn replay_by_position<A: Action>(
 ///
 /// Compiled once per action in the user's crate, so it holds only what depends on `A` itself:
 /// decoding is generic over the parameters type alone, and turning the outcome into an
-/// [`Attempt`] over the success and error types alone, which actions often share.
+/// [`Attempt`] over the success and error types alone, which actions often share. Only
+/// [`server_boxed`] holds the body's future (see [`replay_started`]).
 fn replay_decoded<A: Action>(
     params: String,
     context: ActionContext,
     decode: fn(&str) -> Result<A::Params, serde_json::Error>,
 ) -> BoxFuture<'static, Attempt> {
+    replay_started(context, move |context: &ActionContext| {
+        Ok(server_boxed::<A>(context, decode(&params)?))
+    })
+}
+
+/// Action `A`'s server body on `params`, running in `context`, boxed.
+fn server_boxed<A: Action>(
+    context: &ActionContext,
+    params: A::Params,
+) -> BoxFuture<'static, Result<A::Output, A::Error>> {
+    boxed(context.clone().scope(A::server(params)))
+}
+
+/// Runs the body that `start` decodes the parameters for and starts, and makes its outcome an
+/// [`Attempt`].
+///
+/// `start` boxes the body's future, so the type of this future does not contain it. When a
+/// body is edited, rustc recompiles every codegen unit with code for a type that contains the
+/// body's future, and those units hold that code for every action of the module: keeping the
+/// body's future out of the replay code keeps an edit from recompiling it.
+fn replay_started<T, E, S>(context: ActionContext, start: S) -> BoxFuture<'static, Attempt>
+where
+    T: serde::Serialize + 'static,
+    E: ClassifyError + fmt::Display + 'static,
+    S: FnOnce(&ActionContext) -> Result<BoxFuture<'static, Result<T, E>>, serde_json::Error>
+        + crate::MaybeSend
+        + 'static,
+{
     // Decoded inside the future, whose panics replay catches, like the body's.
     boxed(async move {
-        let params = match decode(&params) {
-            Ok(params) => params,
+        let body = match start(&context) {
+            Ok(body) => body,
             Err(e) => return Attempt::BadParams(e.to_string()),
         };
-        let outcome = context.clone().scope(A::server(params)).await;
-        attempt(outcome, &context)
+        attempt(body.await, &context)
     })
 }
 
