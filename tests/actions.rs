@@ -141,6 +141,19 @@ pub async fn delete_everything() -> Result<u32, AppError> {
     Err(AppError::Rejected("not allowed".into()))
 }
 
+/// Tags a product. The arguments' serde attributes shape the queued parameters, so replay
+/// decodes them by name.
+#[offline_action]
+pub async fn tag_product(
+    #[serde(rename = "product")] product_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")] tags: Vec<String>,
+) -> Result<(), AppError> {
+    request(
+        format!("tag {product_id} with [{}]", tags.join(",")),
+        |_| (),
+    )
+}
+
 fn service(online: bool) -> (SyncService, ManualConnectivity, ManualClock) {
     let net = ManualConnectivity::new(online);
     let clock = ManualClock::new(Timestamp(1_750_000_000_000));
@@ -347,6 +360,33 @@ fn a_rejected_replay_is_dead_lettered_and_the_rest_continue() {
 }
 
 #[test]
+fn replay_reads_parameters_shaped_by_serde_attributes() {
+    let (service, net, _clock) = service(false);
+    block_on(service.scope(async {
+        let _ = tag_product("p1".into(), vec!["red".into()]).await;
+        let _ = tag_product("p2".into(), Vec::new()).await;
+    }));
+    let queued = block_on(service.queued()).unwrap();
+    let params: Vec<serde_json::Value> = queued
+        .iter()
+        .map(|q| serde_json::from_str(&q.params).unwrap())
+        .collect();
+    assert_eq!(
+        params,
+        [
+            serde_json::json!({"product": "p1", "tags": ["red"]}),
+            serde_json::json!({"product": "p2"}),
+        ]
+    );
+
+    net.set_online(true);
+    let report = block_on(service.replay()).unwrap();
+    assert_eq!((report.synced, report.dead_lettered), (2, 0));
+    let applied: Vec<String> = server(|s| s.applied.iter().map(|(_, what)| what.clone()).collect());
+    assert_eq!(applied, ["tag p1 with [red]", "tag p2 with []"]);
+}
+
+#[test]
 fn the_action_context_is_there_inside_actions_only() {
     assert!(ActionContext::current().is_none());
     let (service, _net, _clock) = service(true);
@@ -367,7 +407,8 @@ fn the_registry_finds_every_action_in_this_binary() {
             "add_product",
             "delete_everything",
             "list_products",
-            "products.rename"
+            "products.rename",
+            "tag_product"
         ]
     );
     let rename = registry.get("products.rename").unwrap();

@@ -284,8 +284,8 @@ impl<'a> Expansion<'a> {
         self.func
             .args()
             .map(field_type)
-            // Two arguments of one type need one bound.
-            .filter(|ty| seen.insert(ty.to_string()))
+            // Two arguments of one type need one bound, and a type known to pass needs none.
+            .filter(|ty| seen.insert(ty.to_string()) && !known_to_pass(ty))
             .map(|ty| quote!(for<'__a> #ty: #private::ActionArg))
             .collect()
     }
@@ -301,6 +301,7 @@ impl<'a> Expansion<'a> {
             self.doc_path()
         );
         let params = &self.params;
+        let mut seen = std::collections::HashSet::new();
         let fields = self.func.args().map(|arg| {
             let field = arg.ident();
             let ty = field_type(arg);
@@ -315,7 +316,12 @@ impl<'a> Expansion<'a> {
                 quote!(#[doc = #doc])
             };
             let attrs = &arg.attrs;
-            let bound = queueable_bound(&ty, &private, arg.ty.span());
+            // As in `arg_bounds`: one bound per type, none for a type known to pass.
+            let bound = if seen.insert(ty.to_string()) && !known_to_pass(&ty) {
+                queueable_bound(&ty, &private, arg.ty.span())
+            } else {
+                TokenStream::new()
+            };
             quote! {
                 #docs
                 #(#attrs)*
@@ -349,20 +355,20 @@ impl<'a> Expansion<'a> {
     fn params_clone_and_debug(&self) -> TokenStream {
         let cfgs: Vec<_> = self.cfgs().collect();
         let params = &self.params;
-        let bounds = self.arg_bounds();
+        let bounds = where_clause(self.arg_bounds());
         let fields: Vec<Ident> = self.func.args().map(Arg::ident).collect();
         let names = fields.iter().map(|field| field.unraw().to_string());
         let name = params.to_string();
         let formatter = Ident::new("f", Span::mixed_site());
         quote! {
             #(#cfgs)*
-            impl ::core::clone::Clone for #params where #(#bounds,)* {
+            impl ::core::clone::Clone for #params #bounds {
                 fn clone(&self) -> Self {
                     Self { #(#fields: ::core::clone::Clone::clone(&self.#fields),)* }
                 }
             }
             #(#cfgs)*
-            impl ::core::fmt::Debug for #params where #(#bounds,)* {
+            impl ::core::fmt::Debug for #params #bounds {
                 fn fmt(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                     #formatter.debug_struct(#name)
                         #(.field(#names, &self.#fields))*
@@ -404,18 +410,19 @@ impl<'a> Expansion<'a> {
             self.result_part(ResultPart::Ok),
             self.result_part(ResultPart::Err),
         );
-        let arg_bounds = self.arg_bounds();
+        let mut bounds = self.arg_bounds();
+        if !known_to_pass(&ok) {
+            bounds.push(quote!(for<'__a> #ok: #private::ActionOutput));
+        }
+        // Not even `String` is an error type (it needs `From<SyncError>`): always bounded.
+        bounds.push(quote!(for<'__a> #err: #private::ActionError));
+        let bounds = where_clause(bounds);
         let server = self.server();
         let local = self.local();
         let scope = self.scope();
         quote! {
             #(#cfgs)*
-            impl #private::Action for #action
-            where
-                #(#arg_bounds,)*
-                for<'__a> #ok: #private::ActionOutput,
-                for<'__a> #err: #private::ActionError,
-            {
+            impl #private::Action for #action #bounds {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
                 const KIND: #private::ActionKind = #private::ActionKind::#kind;
@@ -624,12 +631,24 @@ impl<'a> Expansion<'a> {
         // Spanned at the function's name, so `line!()` is the line of the definition.
         let span = self.func.ident().span();
         let private = self.private(span);
+        // Replay decodes the parameters by position, with less code per action, unless a
+        // `#[serde(...)]` attribute on an argument (a rename, a default) needs them by name.
+        let serde_attrs = self
+            .func
+            .args()
+            .flat_map(|arg| &arg.attrs)
+            .any(|attr| attr.path().is_ident("serde"));
+        let entry = if serde_attrs {
+            Ident::new("ENTRY_BY_NAME", span)
+        } else {
+            Ident::new("ENTRY", span)
+        };
         let submit = quote_spanned! {span=>
             #private::inventory::submit! {
                 #[allow(unused_imports)]
                 use #private::unchecked::*;
                 #private::registration(
-                    #private::Checked::<#action>::ENTRY,
+                    #private::Checked::<#action>::#entry,
                     ::core::module_path!(),
                     ::core::file!(),
                     ::core::line!(),
@@ -713,6 +732,63 @@ fn field_type(arg: &Arg) -> TokenStream {
         // Reported, when it does not fit, at the argument's type.
         Shape::Nested(part) => respan_located(owned::owned_type(part), span),
         Shape::Owned | Shape::MutRef(_) => arg.ty.to_token_stream(),
+    }
+}
+
+/// `where` and `bounds`, or nothing when there are none.
+fn where_clause(bounds: Vec<TokenStream>) -> TokenStream {
+    if bounds.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(where #(#bounds,)*)
+    }
+}
+
+/// Whether `ty` passes its check as an argument or a success type whatever the user's code:
+/// `()`, a primitive, `String`, or an `Option`, `Vec` or `Box` of one, named by itself or by
+/// a path from `std`, `alloc` or `core`.
+///
+/// Such a type gets no bound on the generated items: it would hold anyway, and each bound on
+/// an impl slows rustc's checks of every body in it (for three arguments, bounds took a third
+/// of the time rustc spends on an action before code generation). Should a crate shadow one
+/// of these names with a type that fails, its check still reports it first.
+fn known_to_pass(ty: &TokenStream) -> bool {
+    syn::parse2::<syn::Type>(ty.clone()).is_ok_and(|ty| known_type(&ty))
+}
+
+/// See [`known_to_pass`].
+fn known_type(ty: &syn::Type) -> bool {
+    const PRIMITIVES: &[&str] = &[
+        "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
+        "i128", "isize", "f32", "f64", "String",
+    ];
+    const WRAPPERS: &[&str] = &["Option", "Vec", "Box"];
+    match signature::ungroup(ty) {
+        syn::Type::Tuple(tuple) => tuple.elems.is_empty(),
+        syn::Type::Path(path) if path.qself.is_none() => {
+            let segments = &path.path.segments;
+            let from_std = segments.first().is_some_and(|first| {
+                ["std", "alloc", "core"].contains(&first.ident.to_string().as_str())
+            });
+            if segments.len() > 1 && !from_std {
+                return false;
+            }
+            let Some(last) = segments.last() else {
+                return false;
+            };
+            let name = last.ident.to_string();
+            match &last.arguments {
+                syn::PathArguments::None => PRIMITIVES.contains(&name.as_str()),
+                syn::PathArguments::AngleBracketed(args) if WRAPPERS.contains(&name.as_str()) => {
+                    matches!(
+                        args.args.first(),
+                        Some(syn::GenericArgument::Type(inner)) if args.args.len() == 1 && known_type(inner)
+                    )
+                }
+                _ => false,
+            }
+        }
+        _ => false,
     }
 }
 

@@ -46,6 +46,7 @@ mod action;
 pub mod browser;
 mod connectivity;
 mod context;
+mod decode;
 mod erased;
 mod error;
 pub mod http;

@@ -125,8 +125,15 @@ pub const fn check_error<R: ActionResult<Err = E>, E: ActionError>() {}
 pub struct Checked<A>(core::marker::PhantomData<fn() -> A>);
 
 impl<A: Action> Checked<A> {
-    /// What the action's registration says about it.
-    pub const ENTRY: Entry = Entry::of::<A>();
+    /// What the action's registration says about it, for a parameters struct whose fields
+    /// carry no `#[serde(...)]` attribute: replay decodes them by position, with less code per
+    /// action (see `decode::by_position`).
+    pub const ENTRY: Entry = Entry::of::<A>(crate::registry::replay_by_position::<A>);
+
+    /// What the action's registration says about it, for a parameters struct with
+    /// `#[serde(...)]` attributes on its fields: replay decodes them by name, so that the
+    /// attributes apply.
+    pub const ENTRY_BY_NAME: Entry = Entry::of::<A>(crate::registry::replay::<A>);
 
     /// Runs a call through the current service: what the rewritten function awaits.
     ///
@@ -136,7 +143,8 @@ impl<A: Action> Checked<A> {
     /// thread, so a `SendWrapper` can claim it safely (it would panic if ever moved to
     /// another thread).
     pub fn execute(params: A::Params) -> impl Future<Output = Result<A::Output, A::Error>> {
-        let call = async move { SyncService::current().execute_action::<A>(params).await };
+        // Called when the generated `async fn` is first polled, so `current()` is read then.
+        let call = SyncService::current().run::<A>(params, None);
         #[cfg(target_arch = "wasm32")]
         let call = send_wrapper::SendWrapper::new(call);
         call
@@ -162,12 +170,12 @@ pub struct Entry {
 }
 
 impl Entry {
-    const fn of<A: Action>() -> Self {
+    const fn of<A: Action>(replay: crate::registry::ReplayFn) -> Self {
         Self {
             name: A::NAME,
             version: A::VERSION,
             kind: A::KIND,
-            replay: crate::registry::replay::<A>,
+            replay,
         }
     }
 }
@@ -194,12 +202,10 @@ pub mod unchecked {
     /// The fallbacks of [`Checked`].
     pub trait UncheckedAction {
         /// A placeholder entry.
-        const ENTRY: Entry = Entry {
-            name: "",
-            version: 0,
-            kind: ActionKind::Mutation,
-            replay: UNCHECKED_REPLAY,
-        };
+        const ENTRY: Entry = UNCHECKED_ENTRY;
+
+        /// A placeholder entry.
+        const ENTRY_BY_NAME: Entry = UNCHECKED_ENTRY;
 
         /// A future of whatever type the function returns; never built (see [`FailedCheck`]).
         fn execute<P, R>(_params: P) -> core::future::Pending<R> {
@@ -230,6 +236,13 @@ pub mod unchecked {
         /// Fails the build where it is evaluated.
         pub const STOP: () = panic!("an `#[offline_action]` check failed; see the errors above");
     }
+
+    const UNCHECKED_ENTRY: Entry = Entry {
+        name: "",
+        version: 0,
+        kind: ActionKind::Mutation,
+        replay: UNCHECKED_REPLAY,
+    };
 
     const UNCHECKED_REPLAY: ReplayFn =
         |_, _| boxed(async { Attempt::BadParams("this action failed its checks".into()) });

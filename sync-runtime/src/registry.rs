@@ -3,7 +3,7 @@
 //! call can run after a restart without any closure surviving.
 
 use crate::context::ActionContext;
-use crate::{boxed, Action, ActionKind, BoxFuture, ClassifyError, SyncError};
+use crate::{boxed, decode, Action, ActionKind, BoxFuture, ClassifyError, SyncError};
 use core::fmt;
 use core::time::Duration;
 use std::collections::HashMap;
@@ -98,31 +98,93 @@ impl fmt::Debug for Registration {
 
 inventory::collect!(Registration);
 
+/// The [`ReplayFn`] of action `A`, decoding its parameters by field name.
 pub(crate) fn replay<A: Action>(
     params: String,
     context: ActionContext,
 ) -> BoxFuture<'static, Attempt> {
+    replay_decoded::<A>(params, context, decode::by_name)
+}
+
+/// The [`ReplayFn`] of action `A`, whose parameters struct's fields carry no `#[serde(...)]`
+/// attribute, decoding them by position (see [`decode::by_position`]).
+pub(crate) fn replay_by_position<A: Action>(
+    params: String,
+    context: ActionContext,
+) -> BoxFuture<'static, Attempt> {
+    replay_decoded::<A>(params, context, decode::by_position)
+}
+
+/// Runs action `A`'s server body on the parameters `decode` reads from `params`.
+///
+/// Compiled once per action in the user's crate, so it holds only what depends on `A` itself:
+/// decoding is generic over the parameters type alone, and turning the outcome into an
+/// [`Attempt`] over the success and error types alone, which actions often share. Only
+/// [`server_boxed`] holds the body's future (see [`replay_started`]).
+fn replay_decoded<A: Action>(
+    params: String,
+    context: ActionContext,
+    decode: fn(&str) -> Result<A::Params, serde_json::Error>,
+) -> BoxFuture<'static, Attempt> {
+    replay_started(context, move |context: &ActionContext| {
+        Ok(server_boxed::<A>(context, decode(&params)?))
+    })
+}
+
+/// Action `A`'s server body on `params`, running in `context`, boxed.
+fn server_boxed<A: Action>(
+    context: &ActionContext,
+    params: A::Params,
+) -> BoxFuture<'static, Result<A::Output, A::Error>> {
+    boxed(context.clone().scope(A::server(params)))
+}
+
+/// Runs the body that `start` decodes the parameters for and starts, and makes its outcome an
+/// [`Attempt`].
+///
+/// `start` boxes the body's future, so the type of this future does not contain it. When a
+/// body is edited, rustc recompiles every codegen unit with code for a type that contains the
+/// body's future, and those units hold that code for every action of the module: keeping the
+/// body's future out of the replay code keeps an edit from recompiling it.
+fn replay_started<T, E, S>(context: ActionContext, start: S) -> BoxFuture<'static, Attempt>
+where
+    T: serde::Serialize + 'static,
+    E: ClassifyError + fmt::Display + 'static,
+    S: FnOnce(&ActionContext) -> Result<BoxFuture<'static, Result<T, E>>, serde_json::Error>
+        + crate::MaybeSend
+        + 'static,
+{
+    // Decoded inside the future, whose panics replay catches, like the body's.
     boxed(async move {
-        let params: A::Params = match serde_json::from_str(&params) {
-            Ok(params) => params,
+        let body = match start(&context) {
+            Ok(body) => body,
             Err(e) => return Attempt::BadParams(e.to_string()),
         };
-        match context.clone().scope(A::server(params)).await {
-            Ok(output) => match serde_json::to_string(&output) {
-                Ok(json) => Attempt::Done(json),
-                Err(e) => Attempt::Failed {
-                    transient: false,
-                    retry_after: None,
-                    message: format!("the response could not be encoded as JSON: {e}"),
-                },
-            },
-            Err(error) => Attempt::Failed {
-                transient: error.is_transient(),
-                retry_after: error.retry_after().or(context.noted_retry_after()),
-                message: error.to_string(),
-            },
-        }
+        attempt(body.await, &context)
     })
+}
+
+/// The attempt a server body's outcome makes.
+fn attempt<T, E>(outcome: Result<T, E>, context: &ActionContext) -> Attempt
+where
+    T: serde::Serialize,
+    E: ClassifyError + fmt::Display,
+{
+    match outcome {
+        Ok(output) => match serde_json::to_string(&output) {
+            Ok(json) => Attempt::Done(json),
+            Err(e) => Attempt::Failed {
+                transient: false,
+                retry_after: None,
+                message: format!("the response could not be encoded as JSON: {e}"),
+            },
+        },
+        Err(error) => Attempt::Failed {
+            transient: error.is_transient(),
+            retry_after: error.retry_after().or(context.noted_retry_after()),
+            message: error.to_string(),
+        },
+    }
 }
 
 /// Every action linked into this program, by name.

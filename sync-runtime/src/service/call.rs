@@ -13,18 +13,11 @@ struct Call {
 impl SyncService {
     /// Runs one call of action `A`: online through its server body, else through its local
     /// handler with the call queued. `#[offline_action]` functions call this.
-    ///
-    /// Only what depends on `A` is in this generic function (calling the body or the local
-    /// handler, and serializing `A`'s types); the rest is in non-generic helpers, compiled once
-    /// in this crate instead of once per action in the user's crate (BENCHMARKS.md, row 5).
-    pub fn execute_action<A: Action>(
+    pub async fn execute_action<A: Action>(
         &self,
         params: A::Params,
-    ) -> impl Future<Output = Result<A::Output, A::Error>> + '_ {
-        // Not an `async fn`: a future around the one below would only make each call's
-        // future larger (and every move of it slower).
-        let scope = A::scope(&params);
-        self.execute_action_in_scope::<A>(params, scope)
+    ) -> Result<A::Output, A::Error> {
+        self.clone().run::<A>(params, None).await
     }
 
     /// Runs one call of action `A` as [`execute_action`](Self::execute_action) does, queueing
@@ -51,7 +44,26 @@ impl SyncService {
         params: A::Params,
         scope: impl Into<String>,
     ) -> Result<A::Output, A::Error> {
-        let scope = scope.into();
+        self.clone().run::<A>(params, Some(scope.into())).await
+    }
+
+    /// Runs one call of action `A`, in `scope` or else the one `A` declares: what the two
+    /// above and the generated functions (through `__private::Checked::execute`) await.
+    ///
+    /// It owns the service, so that generated code awaits this future directly rather than
+    /// a wrapper that keeps the service alive, and it holds only what depends on `A` (calling
+    /// the body or the local handler, and serializing `A`'s types); the rest is in
+    /// non-generic helpers, compiled once in this crate instead of once per action in the
+    /// user's crate (BENCHMARKS.md, row 5).
+    pub(crate) async fn run<A: Action>(
+        self,
+        params: A::Params,
+        scope: Option<String>,
+    ) -> Result<A::Output, A::Error> {
+        let scope = match scope {
+            Some(scope) => scope,
+            None => A::scope(&params),
+        };
         let encode = |params: &A::Params| {
             canonical_json(params)
                 .map_err(|e| SyncError::serde(format!("encode the parameters of `{}`", A::NAME), e))
@@ -75,24 +87,11 @@ impl SyncService {
                 call.started_at,
             );
             let outcome = context.clone().scope(A::server(params.clone())).await;
-            self.save_clock_offset().await;
-            match outcome {
-                Ok(output) => {
-                    let answer = params_json
-                        .as_deref()
-                        .map(|key| (key, serde_json::to_string(&output)));
-                    self.store_answer(&context, answer).await;
-                    return Ok(output);
-                }
-                Err(error) if error.is_transient() => {
-                    trace::online_failed(A::NAME, id, &error, true);
-                    let retry_after = error.retry_after().or(context.noted_retry_after());
-                    self.mark_unreachable(error.to_string(), retry_after);
-                }
-                Err(error) => {
-                    trace::online_failed(A::NAME, id, &error, false);
-                    return Err(error);
-                }
+            if let Some(answer) = self
+                .online_outcome(outcome, &context, params_json.as_deref())
+                .await
+            {
+                return answer;
             }
         }
         let params_json = match params_json.take() {
@@ -118,6 +117,42 @@ impl SyncService {
             crate::boxed(self.queue_call(&context, call, result.is_ok())).await?;
         }
         result
+    }
+
+    /// Settles an online attempt's outcome: `Some` answer to return (stored, if it succeeded),
+    /// or `None` to answer locally and queue the call (a transient failure). `answer_key` is
+    /// a query's parameters as JSON, under which its answer is cached (`None` for a mutation).
+    ///
+    /// Generic over the success and error types only, not the action: actions that share them
+    /// (an app's error type, `()`) share this code.
+    async fn online_outcome<T, E>(
+        &self,
+        outcome: Result<T, E>,
+        context: &ActionContext,
+        answer_key: Option<&str>,
+    ) -> Option<Result<T, E>>
+    where
+        T: serde::Serialize,
+        E: ClassifyError + core::fmt::Display,
+    {
+        self.save_clock_offset().await;
+        match outcome {
+            Ok(output) => {
+                let answer = answer_key.map(|key| (key, serde_json::to_string(&output)));
+                self.store_answer(context, answer).await;
+                Some(Ok(output))
+            }
+            Err(error) if error.is_transient() => {
+                trace::online_failed(context.name(), context.id(), &error, true);
+                let retry_after = error.retry_after().or(context.noted_retry_after());
+                self.mark_unreachable(error.to_string(), retry_after);
+                None
+            }
+            Err(error) => {
+                trace::online_failed(context.name(), context.id(), &error, false);
+                Some(Err(error))
+            }
+        }
     }
 
     /// Checks the registry, loads the counts and the clock offset (until all three are done

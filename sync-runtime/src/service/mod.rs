@@ -366,7 +366,15 @@ fn cache_write(action: &str, params_json: &str, json: String, stamp: Stamp) -> W
 
 /// JSON with object keys sorted, so equal parameters always give the same cache key.
 fn canonical_json<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
-    serde_json::to_value(value).and_then(|v| serde_json::to_string(&v))
+    // Only the conversion depends on `T`; writing the value out is compiled once.
+    value_json(serde_json::to_value(value))
+}
+
+/// The JSON text of a value that `canonical_json` converted.
+fn value_json(
+    value: Result<serde_json::Value, serde_json::Error>,
+) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&value?)
 }
 
 /// Locks `mutex`, taking the value of a poisoned one (a panicking body must not stop replay).
