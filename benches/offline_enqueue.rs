@@ -7,7 +7,7 @@
 //!   columns (`seq` autoincrement, `id` unique), of the same row (a fresh uuid v7 and the same
 //!   parameters JSON, serialized in the loop as the user would).
 //! - raw, the store's schema: the same `INSERT` into a file the store created, so its
-//!   triggers (the pending count) and indexes run too: what is left is the runtime's own cost.
+//!   indexes and trigger run too: what is left is the runtime's own cost.
 //!
 //! All three files are in WAL mode with `synchronous = NORMAL`, the store's settings.
 //!
