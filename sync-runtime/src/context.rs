@@ -162,8 +162,8 @@ impl ActionContext {
     /// the service stamps the next actions with the server's time rather than a device clock
     /// that may be wrong (see [`SyncService::observe_server_time`]; the attempt's start is
     /// taken as the time the request was sent). The timestamp of this action, and of every
-    /// action already queued, does not change. [`OfflineClient`](crate::server_fn::OfflineClient)
-    /// calls it.
+    /// action already queued, does not change. `server_fn::OfflineClient` (feature
+    /// `server-fn`) calls it.
     pub fn note_server_time(&self, server_time: Timestamp) {
         self.inner
             .service
