@@ -152,7 +152,7 @@ impl ActionContext {
     /// [`ClassifyError::retry_after`](crate::ClassifyError::retry_after) says nothing, the
     /// runtime waits this long instead of its own backoff (capped by
     /// [`RetryPolicy::max_retry_after`](crate::RetryPolicy::max_retry_after)). The
-    /// `server_fn` client [`OfflineClient`](crate::server_fn::OfflineClient) calls it.
+    /// `server_fn` client `server_fn::OfflineClient` (feature `server-fn`) calls it.
     pub fn note_retry_after(&self, wait: core::time::Duration) {
         *lock(&self.inner.retry_after) = Some(wait);
     }
