@@ -406,12 +406,7 @@ fn a_call_set_aside_rolls_back_its_local_writes() {
 /// dead letters and the local data.
 #[test]
 fn a_version_1_file_is_upgraded_and_keeps_everything() {
-    let (_dir, path) = temp_file("v1.sqlite3");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1.sqlite3"),
-        &path,
-    )
-    .expect("copy the fixture");
+    let (_dir, path) = fixture_copy("store-v1.sqlite3");
     let store = open(&path);
     let queue = queue_of(&store);
     assert_eq!(
@@ -493,12 +488,7 @@ fn a_version_1_file_is_upgraded_and_keeps_everything() {
 /// are not given out again: the replayed call had seq 6, so the next call gets 7.
 #[test]
 fn a_version_2_file_is_upgraded_and_keeps_everything() {
-    let (_dir, path) = temp_file("v2.sqlite3");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2.sqlite3"),
-        &path,
-    )
-    .expect("copy the fixture");
+    let (_dir, path) = fixture_copy("store-v2.sqlite3");
     let store = open(&path);
     let queue = queue_of(&store);
     assert_eq!(
@@ -824,6 +814,19 @@ fn full_store_fails_with_full_and_writes_nothing() {
 fn temp_file(name: &str) -> (TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// A copy of the fixture file `name` (in `tests/fixtures`), in a temporary directory.
+fn fixture_copy(name: &str) -> (TempDir, std::path::PathBuf) {
+    let (dir, path) = temp_file(name);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+        &path,
+    )
+    .expect("copy the fixture");
     (dir, path)
 }
 
